@@ -1,0 +1,1 @@
+//! lotsync-tests
