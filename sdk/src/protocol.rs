@@ -97,7 +97,10 @@ impl LotStatus {
     /// assert!(lotsync::protocol::LotStatus::Sold.is_final());
     /// ```
     pub fn is_final(self) -> bool {
-        matches!(self, LotStatus::Sold | LotStatus::Passed | LotStatus::Withdrawn)
+        matches!(
+            self,
+            LotStatus::Sold | LotStatus::Passed | LotStatus::Withdrawn
+        )
     }
 
     /// Whether `self → next` is an allowed transition.
@@ -330,7 +333,9 @@ impl LotInput {
                 ));
             }
             match value {
-                serde_json::Value::String(s) => validate_text(&format!("attributes.{key}"), s, 200)?,
+                serde_json::Value::String(s) => {
+                    validate_text(&format!("attributes.{key}"), s, 200)?
+                }
                 serde_json::Value::Bool(_) => {}
                 serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => {}
                 _ => {
@@ -341,7 +346,8 @@ impl LotInput {
                 }
             }
         }
-        let currency_ok = self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_uppercase());
+        let currency_ok =
+            self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_uppercase());
         if !currency_ok {
             return Err(FieldError::new("currency", "an ISO 4217 code such as EUR"));
         }
@@ -653,7 +659,9 @@ impl FieldError {
 pub fn validate_lot_id(id: &str) -> Result<(), FieldError> {
     let ok = !id.is_empty()
         && id.len() <= MAX_LOT_ID_LEN
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {
@@ -673,7 +681,10 @@ pub fn validate_money(field: &str, amount: Money) -> Result<(), FieldError> {
     if (1..=MAX_MONEY).contains(&amount) {
         Ok(())
     } else {
-        Err(FieldError::new(field, format!("must be between 1 and {MAX_MONEY} minor units")))
+        Err(FieldError::new(
+            field,
+            format!("must be between 1 and {MAX_MONEY} minor units"),
+        ))
     }
 }
 
@@ -682,17 +693,26 @@ fn validate_text(field: &str, value: &str, max_chars: usize) -> Result<(), Field
         return Err(FieldError::new(field, "must not be empty"));
     }
     if value.chars().count() > max_chars {
-        return Err(FieldError::new(field, format!("at most {max_chars} characters")));
+        return Err(FieldError::new(
+            field,
+            format!("at most {max_chars} characters"),
+        ));
     }
     if value.chars().any(char::is_control) {
-        return Err(FieldError::new(field, "must not contain control characters"));
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
 
 /// A short, printable rendering of untrusted text for error messages.
 fn printable(text: &str) -> String {
-    text.chars().take(40).flat_map(char::escape_default).collect()
+    text.chars()
+        .take(40)
+        .flat_map(char::escape_default)
+        .collect()
 }
 
 #[cfg(test)]

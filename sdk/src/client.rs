@@ -1,0 +1,198 @@
+//! The public handle: a started client and what it offers.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::Api;
+use crate::error::{BidError, BuildError};
+use crate::fanout::Subscription;
+use crate::fetcher::{DirtySet, Fetcher};
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::mirror::Mirror;
+use crate::options::{ClientBuilder, Options};
+use crate::protocol::{Bid, Money};
+use crate::state::ConnectionState;
+use crate::sync::SyncTask;
+use crate::transport::ReqwestTransport;
+
+/// A running terminal-server client: it mirrors every lot of a master and hands
+/// changes to displays. Cheap to clone; the background tasks stop when the last clone
+/// is dropped or [`Client::shutdown`] is called.
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = lotsync::Client::builder("http://127.0.0.1:8080")
+///     .token("terminal-token")
+///     .build()?;
+/// client.synced().await;
+/// let mut display = client.subscribe();
+/// while let Some(update) = display.recv().await {
+///     println!("{update:?}");
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    api: Api,
+    mirror: Mirror,
+    metrics: Arc<Metrics>,
+    state: watch::Receiver<ConnectionState>,
+    synced: watch::Receiver<bool>,
+    cancel: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        self.mirror.shared().fanout.close();
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("state", &*self.inner.state.borrow())
+            .field("lots", &self.inner.mirror.len())
+            .field("seq", &self.inner.mirror.seq())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Start configuring a client for the master at `url` (`http://` or `https://`).
+    ///
+    /// ```
+    /// let builder = lotsync::Client::builder("https://master.example:8443");
+    /// ```
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(url)
+    }
+
+    pub(crate) fn start(options: Options) -> Result<Client, BuildError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(options.fetch_concurrency * 2)
+            .tcp_nodelay(true)
+            .build()?;
+        // The stream must not time out as a whole; only fetches and bids do.
+        let fetch_http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(options.request_timeout)
+            .pool_max_idle_per_host(options.fetch_concurrency * 2)
+            .tcp_nodelay(true)
+            .build()?;
+        let api = Api::new(fetch_http, &options);
+        let transport = ReqwestTransport::new(http, options.max_event_bytes);
+        let mirror = Mirror::default();
+        let metrics = Arc::new(Metrics::default());
+        let dirty = Arc::new(DirtySet::default());
+        let cancel = CancellationToken::new();
+        let (state_tx, state_rx) = watch::channel(ConnectionState::Connecting);
+        let (synced_tx, synced_rx) = watch::channel(false);
+
+        let fetcher = Fetcher {
+            api: api.clone(),
+            mirror: mirror.clone(),
+            dirty: dirty.clone(),
+            metrics: metrics.clone(),
+            batch_size: options.batch_size,
+            concurrency: options.fetch_concurrency,
+            retry_base: options.retry_base,
+            retry_max: options.retry_max,
+        };
+        let sync = SyncTask::new(
+            api.clone(),
+            transport,
+            mirror.clone(),
+            dirty,
+            metrics.clone(),
+            options,
+            state_tx,
+            synced_tx,
+            cancel.clone(),
+        );
+        let tasks = vec![
+            runtime.spawn(fetcher.run(cancel.clone())),
+            runtime.spawn(sync.run()),
+        ];
+        Ok(Client {
+            inner: Arc::new(Inner {
+                api,
+                mirror,
+                metrics,
+                state: state_rx,
+                synced: synced_rx,
+                cancel,
+                tasks: Mutex::new(tasks),
+            }),
+        })
+    }
+
+    /// Read access to the mirrored lots.
+    pub fn mirror(&self) -> Mirror {
+        self.inner.mirror.clone()
+    }
+
+    /// Subscribe a display. It receives the current lots first, then every change.
+    /// A display that falls behind skips to the newest value of each lot.
+    pub fn subscribe(&self) -> Subscription {
+        self.inner.mirror.subscribe()
+    }
+
+    /// The connection state, as a watch receiver (`borrow()` it or await `changed()`).
+    pub fn state(&self) -> watch::Receiver<ConnectionState> {
+        self.inner.state.clone()
+    }
+
+    /// Wait until the first snapshot is in the mirror.
+    pub async fn synced(&self) {
+        let mut synced = self.inner.synced.clone();
+        // An error means the client shut down: nothing more to wait for.
+        let _ = synced.wait_for(|synced| *synced).await;
+    }
+
+    /// Wait until the client is live, or `timeout` passes. Returns whether it is live.
+    pub async fn wait_live(&self, timeout: Duration) -> bool {
+        let mut state = self.inner.state.clone();
+        tokio::time::timeout(timeout, state.wait_for(ConnectionState::is_live))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// A copy of the client's counters and latency percentiles.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.metrics.snapshot()
+    }
+
+    /// Place a bid as the bidder whose token was configured. The attempt carries one
+    /// idempotency key across its retries, so it is never placed twice.
+    pub async fn place_bid(&self, lot_id: &str, amount: Money) -> Result<Bid, BidError> {
+        self.inner.api.place_bid(lot_id, amount).await
+    }
+
+    /// Stop every background task and wait for them to end. Displays receive `None`.
+    pub async fn shutdown(&self) {
+        self.inner.cancel.cancel();
+        let tasks: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            let _ = task.await;
+        }
+        self.inner.mirror.shared().fanout.close();
+    }
+
+    /// Whether [`Client::shutdown`] was called or the tasks stopped.
+    pub fn is_closed(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+}

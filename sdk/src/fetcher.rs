@@ -1,0 +1,412 @@
+//! Coalesced, batched fetching of changed lots.
+//!
+//! Notices mark lots dirty; one slot per lot (like client-go's DeltaFIFO) means a burst
+//! of notices for one lot causes at most one fetch in flight plus one follow-up. Dirty
+//! lots are fetched in batches with bounded concurrency. A fetch asks for the highest
+//! sequence noticed (`min_seq`), so the master never answers with an older version;
+//! a 503, an error or an answer older than asked is retried with jittered backoff and
+//! never shown.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::api::Api;
+use crate::backoff;
+use crate::error::FetchError;
+use crate::metrics::Metrics;
+use crate::mirror::{Applied, Mirror};
+use crate::protocol::{Seq, validate_lot_id};
+
+#[derive(Debug)]
+struct Entry {
+    /// Highest sequence noticed for the lot.
+    want: Seq,
+    /// `want` when the fetch in flight was sent.
+    dispatched_want: Seq,
+    /// When the oldest notice not yet satisfied arrived.
+    since: Instant,
+    /// When the first notice after the current fetch was sent arrived.
+    since_followup: Option<Instant>,
+    in_flight: bool,
+    queued: bool,
+    waiting_retry: bool,
+    attempts: u32,
+}
+
+#[derive(Debug, Default)]
+struct DirtyInner {
+    entries: HashMap<String, Entry>,
+    ready: VecDeque<String>,
+}
+
+/// Lots waiting to be fetched.
+#[derive(Debug, Default)]
+pub(crate) struct DirtySet {
+    inner: Mutex<DirtyInner>,
+    notify: Notify,
+}
+
+impl DirtySet {
+    fn lock(&self) -> MutexGuard<'_, DirtyInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Note that `id` changed at `seq`. Returns false when the notice was coalesced
+    /// into a fetch already queued, in flight or waiting to retry.
+    pub fn mark(&self, id: &str, seq: Seq, now: Instant) -> bool {
+        let mut inner = self.lock();
+        let entry = inner.entries.entry(id.to_owned()).or_insert_with(|| Entry {
+            want: 0,
+            dispatched_want: 0,
+            since: now,
+            since_followup: None,
+            in_flight: false,
+            queued: false,
+            waiting_retry: false,
+            attempts: 0,
+        });
+        entry.want = entry.want.max(seq);
+        if entry.in_flight {
+            entry.since_followup.get_or_insert(now);
+            return false;
+        }
+        if entry.queued || entry.waiting_retry {
+            return false;
+        }
+        entry.queued = true;
+        inner.ready.push_back(id.to_owned());
+        drop(inner);
+        self.notify.notify_one();
+        true
+    }
+
+    /// Take up to `max` queued lots for one fetch, with the sequence each needs.
+    pub fn take_batch(&self, max: usize) -> Vec<(String, Seq)> {
+        let mut inner = self.lock();
+        let mut batch = Vec::new();
+        while batch.len() < max {
+            let Some(id) = inner.ready.pop_front() else {
+                break;
+            };
+            // An id can linger in the queue after it was forgotten and marked again;
+            // only a queued entry is taken.
+            if let Some(entry) = inner.entries.get_mut(&id).filter(|e| e.queued) {
+                entry.queued = false;
+                entry.in_flight = true;
+                entry.dispatched_want = entry.want;
+                batch.push((id, entry.want));
+            }
+        }
+        batch
+    }
+
+    /// The fetch of `id` produced version `got`. Returns when the oldest satisfied
+    /// notice arrived (for latency); queues the follow-up if a newer notice came in
+    /// while the fetch was in flight.
+    pub fn done(&self, id: &str, got: Seq) -> Option<Instant> {
+        let mut inner = self.lock();
+        let entry = inner.entries.get_mut(id)?;
+        entry.in_flight = false;
+        entry.attempts = 0;
+        let since = entry.since;
+        if entry.want > got {
+            entry.since = entry.since_followup.take().unwrap_or(since);
+            entry.queued = true;
+            inner.ready.push_back(id.to_owned());
+            drop(inner);
+            self.notify.notify_one();
+        } else {
+            inner.entries.remove(id);
+        }
+        Some(since)
+    }
+
+    /// The fetch of these lots failed: hold them until [`DirtySet::retry`]. Returns the
+    /// highest attempt count among them.
+    pub fn failed(&self, ids: &[String]) -> u32 {
+        let mut inner = self.lock();
+        let mut attempts = 0;
+        for id in ids {
+            if let Some(entry) = inner.entries.get_mut(id) {
+                entry.in_flight = false;
+                entry.waiting_retry = true;
+                entry.attempts += 1;
+                attempts = attempts.max(entry.attempts);
+            }
+        }
+        attempts
+    }
+
+    /// Queue held lots again after their backoff.
+    pub fn retry(&self, ids: &[String]) {
+        let mut inner = self.lock();
+        for id in ids {
+            let Some(entry) = inner.entries.get_mut(id) else {
+                continue;
+            };
+            if entry.waiting_retry {
+                entry.waiting_retry = false;
+                entry.queued = true;
+                inner.ready.push_back(id.clone());
+            }
+        }
+        drop(inner);
+        self.notify.notify_one();
+    }
+
+    /// The lot does not exist on the master: stop asking for it.
+    pub fn forget(&self, id: &str) {
+        self.lock().entries.remove(id);
+    }
+
+    /// Drop everything (the master's history changed; old sequences mean nothing).
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.entries.clear();
+        inner.ready.clear();
+    }
+
+    /// Lots dirty (queued, in flight or waiting to retry).
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+}
+
+/// Everything a fetch task needs; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Fetcher {
+    pub api: Api,
+    pub mirror: Mirror,
+    pub dirty: Arc<DirtySet>,
+    pub metrics: Arc<Metrics>,
+    pub batch_size: usize,
+    pub concurrency: usize,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+}
+
+impl Fetcher {
+    /// Dispatch dirty lots in batches until cancelled.
+    pub async fn run(self, cancel: CancellationToken) {
+        let permits = Arc::new(Semaphore::new(self.concurrency));
+        loop {
+            let notified = self.dirty.notify.notified();
+            loop {
+                let permit = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => return,
+                    },
+                };
+                let batch = self.dirty.take_batch(self.batch_size);
+                if batch.is_empty() {
+                    break;
+                }
+                let fetcher = self.clone();
+                let cancel = cancel.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = fetcher.fetch(batch, cancel.clone()) => {}
+                    }
+                    drop(permit);
+                });
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = notified => {}
+            }
+        }
+    }
+
+    async fn fetch(&self, batch: Vec<(String, Seq)>, cancel: CancellationToken) {
+        let min_seq = batch.iter().map(|(_, want)| *want).max().unwrap_or(0);
+        let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+        Metrics::inc(&self.metrics.fetches);
+        let failed = match self.api.fetch_lots(&ids, min_seq).await {
+            Ok(response) => self.apply(&batch, response),
+            Err(error) => {
+                Metrics::inc(&self.metrics.fetch_errors);
+                if matches!(error, FetchError::Malformed(_) | FetchError::TooLarge) {
+                    Metrics::inc(&self.metrics.malformed_events);
+                }
+                debug!(%error, lots = ids.len(), min_seq, "fetch failed; will retry");
+                ids
+            }
+        };
+        if failed.is_empty() {
+            return;
+        }
+        let attempts = self.dirty.failed(&failed);
+        Metrics::add(&self.metrics.retries, failed.len() as u64);
+        let delay = backoff::jittered(attempts.saturating_sub(1), self.retry_base, self.retry_max);
+        let dirty = self.dirty.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = tokio::time::sleep(delay) => dirty.retry(&failed),
+            }
+        });
+    }
+
+    /// Apply a batch response; returns the ids to retry.
+    fn apply(
+        &self,
+        batch: &[(String, Seq)],
+        response: crate::protocol::LotsResponse,
+    ) -> Vec<String> {
+        let wanted: HashMap<&str, Seq> = batch
+            .iter()
+            .map(|(id, want)| (id.as_str(), *want))
+            .collect();
+        if self
+            .mirror
+            .epoch()
+            .is_some_and(|epoch| epoch != response.epoch)
+        {
+            // Fetched from another history: the stream task resynchronises; these lots
+            // are re-noticed after it, so nothing is retried from here.
+            debug!("fetch answered from another epoch; dropping it");
+            for (id, _) in batch {
+                self.dirty.forget(id);
+            }
+            return Vec::new();
+        }
+        let mut answered: HashSet<&str> = HashSet::new();
+        let mut retry = Vec::new();
+        Metrics::add(&self.metrics.fetched_lots, response.lots.len() as u64);
+        for lot in response.lots {
+            let Some((&id, &want)) = wanted.get_key_value(lot.id.as_str()) else {
+                Metrics::inc(&self.metrics.malformed_events);
+                warn!(lot = %lot.id.escape_default(), "fetch returned a lot that was not asked for");
+                continue;
+            };
+            if !answered.insert(id) {
+                continue;
+            }
+            if validate_lot_id(&lot.id).is_err() {
+                Metrics::inc(&self.metrics.malformed_events);
+                continue;
+            }
+            if lot.seq < want {
+                // Older than the notice it answers: never shown.
+                Metrics::inc(&self.metrics.stale_responses);
+                retry.push(id.to_owned());
+                continue;
+            }
+            let got = lot.seq;
+            match self.mirror.apply(lot) {
+                Applied::NotNewer { .. } => Metrics::inc(&self.metrics.ignored_stale_versions),
+                Applied::Inserted | Applied::Updated { .. } => Metrics::inc(&self.metrics.applied),
+            }
+            if let Some(since) = self.dirty.done(id, got) {
+                self.metrics.observe_latency(since.elapsed());
+            }
+        }
+        for id in &response.missing {
+            if wanted.contains_key(id.as_str()) && answered.insert(id) {
+                self.dirty.forget(id);
+            }
+        }
+        for (id, _) in batch {
+            if !answered.contains(id.as_str()) && !retry.contains(id) {
+                // Neither returned nor reported missing: the response broke the protocol.
+                Metrics::inc(&self.metrics.malformed_events);
+                retry.push(id.clone());
+            }
+        }
+        retry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    #[test]
+    fn a_burst_on_one_lot_is_one_fetch_plus_one_follow_up() {
+        let dirty = DirtySet::default();
+        assert!(dirty.mark("a", 1, now()));
+        for seq in 2..=50 {
+            assert!(!dirty.mark("a", seq, now()), "coalesced while queued");
+        }
+        assert_eq!(dirty.take_batch(10), vec![("a".to_owned(), 50)]);
+        for seq in 51..=100 {
+            assert!(!dirty.mark("a", seq, now()), "coalesced while in flight");
+        }
+        assert!(
+            dirty.take_batch(10).is_empty(),
+            "never two in flight for one lot"
+        );
+        dirty.done("a", 50);
+        assert_eq!(
+            dirty.take_batch(10),
+            vec![("a".to_owned(), 100)],
+            "the one follow-up"
+        );
+        dirty.done("a", 100);
+        assert!(dirty.take_batch(10).is_empty());
+        assert_eq!(dirty.len(), 0);
+    }
+
+    #[test]
+    fn no_follow_up_when_the_answer_covers_newer_notices() {
+        let dirty = DirtySet::default();
+        dirty.mark("a", 5, now());
+        dirty.take_batch(1);
+        dirty.mark("a", 6, now());
+        dirty.done("a", 6);
+        assert!(dirty.take_batch(10).is_empty());
+    }
+
+    #[test]
+    fn batches_respect_the_size_and_keep_order() {
+        let dirty = DirtySet::default();
+        for (i, id) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            dirty.mark(id, i as Seq + 1, now());
+        }
+        let first: Vec<String> = dirty.take_batch(3).into_iter().map(|(id, _)| id).collect();
+        assert_eq!(first, ["a", "b", "c"]);
+        assert_eq!(dirty.take_batch(3).len(), 2);
+    }
+
+    #[test]
+    fn failures_wait_for_retry_then_requeue_once() {
+        let dirty = DirtySet::default();
+        dirty.mark("a", 1, now());
+        dirty.take_batch(1);
+        assert_eq!(dirty.failed(&["a".to_owned()]), 1);
+        assert!(!dirty.mark("a", 2, now()), "held for retry");
+        assert!(dirty.take_batch(1).is_empty());
+        dirty.retry(&["a".to_owned()]);
+        assert_eq!(dirty.take_batch(5), vec![("a".to_owned(), 2)]);
+        assert_eq!(
+            dirty.failed(&["a".to_owned()]),
+            2,
+            "attempts grow until a success"
+        );
+    }
+
+    #[test]
+    fn forgotten_and_cleared_lots_are_not_fetched() {
+        let dirty = DirtySet::default();
+        dirty.mark("a", 1, now());
+        dirty.mark("b", 2, now());
+        dirty.forget("a");
+        assert_eq!(dirty.take_batch(5), vec![("b".to_owned(), 2)]);
+        dirty.mark("c", 3, now());
+        dirty.clear();
+        assert!(dirty.take_batch(5).is_empty());
+    }
+}

@@ -1,0 +1,370 @@
+//! Client options and their builder.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::client::Client;
+use crate::error::BuildError;
+
+/// Every tunable of a [`Client`], with its default. Built by [`ClientBuilder`].
+#[derive(Clone)]
+pub(crate) struct Options {
+    /// Base URL of the master, without a trailing slash.
+    pub base_url: String,
+    /// Bearer token of the terminal role (notices and fetches).
+    pub token: Option<String>,
+    /// Bearer token of a bidder (bids).
+    pub bidder_token: Option<String>,
+    /// Most lots asked for in one batch fetch.
+    pub batch_size: usize,
+    /// Most batch fetches in flight at once.
+    pub fetch_concurrency: usize,
+    /// Reconnect when nothing (not even a heartbeat) arrived for this long;
+    /// `None` means three heartbeat intervals as announced by the master.
+    pub idle_timeout: Option<Duration>,
+    /// First reconnect delay ceiling.
+    pub reconnect_base: Duration,
+    /// Largest reconnect delay.
+    pub reconnect_max: Duration,
+    /// First fetch retry delay ceiling.
+    pub retry_base: Duration,
+    /// Largest fetch retry delay.
+    pub retry_max: Duration,
+    /// Disconnected this long, the state turns from reconnecting to stale.
+    pub stale_after: Duration,
+    /// Largest SSE event accepted; a larger one is dropped, counted and the stream reconnected.
+    pub max_event_bytes: usize,
+    /// Largest fetch response body accepted.
+    pub max_response_bytes: usize,
+    /// Timeout of each fetch and bid request.
+    pub request_timeout: Duration,
+    /// How many times a bid is retried (same idempotency key) on network errors.
+    pub bid_retries: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            base_url: String::new(),
+            token: None,
+            bidder_token: None,
+            batch_size: 64,
+            fetch_concurrency: 4,
+            idle_timeout: None,
+            reconnect_base: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(30),
+            retry_base: Duration::from_millis(50),
+            retry_max: Duration::from_secs(5),
+            stale_after: Duration::from_secs(5),
+            max_event_bytes: 64 * 1024,
+            max_response_bytes: 32 * 1024 * 1024,
+            request_timeout: Duration::from_secs(10),
+            bid_retries: 2,
+        }
+    }
+}
+
+// Tokens are secrets: they never appear in Debug output (and so never in logs).
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Options")
+            .field("base_url", &self.base_url)
+            .field("token", &redact(&self.token))
+            .field("bidder_token", &redact(&self.bidder_token))
+            .field("batch_size", &self.batch_size)
+            .field("fetch_concurrency", &self.fetch_concurrency)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("reconnect_base", &self.reconnect_base)
+            .field("reconnect_max", &self.reconnect_max)
+            .field("retry_base", &self.retry_base)
+            .field("retry_max", &self.retry_max)
+            .field("stale_after", &self.stale_after)
+            .field("max_event_bytes", &self.max_event_bytes)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("request_timeout", &self.request_timeout)
+            .field("bid_retries", &self.bid_retries)
+            .finish()
+    }
+}
+
+/// Builds a [`Client`]. Every setter takes and returns the builder.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), lotsync::BuildError> {
+/// use std::time::Duration;
+/// let client = lotsync::Client::builder("http://127.0.0.1:8080")
+///     .token("terminal-token")
+///     .bidder_token("alice-token")
+///     .batch_size(32)
+///     .fetch_concurrency(8)
+///     .idle_timeout(Duration::from_secs(10))
+///     .build()?;
+/// client.synced().await;
+/// println!("{} lots", client.mirror().len());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    url: String,
+    options: Options,
+}
+
+impl ClientBuilder {
+    pub(crate) fn new(url: impl Into<String>) -> Self {
+        ClientBuilder {
+            url: url.into(),
+            options: Options::default(),
+        }
+    }
+
+    /// Bearer token of the terminal role, sent on the notice stream and on fetches.
+    ///
+    /// ```
+    /// let builder = lotsync::Client::builder("http://127.0.0.1:8080").token("secret");
+    /// assert!(!format!("{builder:?}").contains("secret"));
+    /// ```
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.options.token = Some(token.into());
+        self
+    }
+
+    /// Bearer token of a bidder, needed by [`Client::place_bid`].
+    ///
+    /// ```
+    /// let builder = lotsync::Client::builder("http://127.0.0.1:8080").bidder_token("b");
+    /// ```
+    pub fn bidder_token(mut self, token: impl Into<String>) -> Self {
+        self.options.bidder_token = Some(token.into());
+        self
+    }
+
+    /// Most lots asked for in one batch fetch (default 64, 1..=500).
+    ///
+    /// ```
+    /// let builder = lotsync::Client::builder("http://127.0.0.1:8080").batch_size(16);
+    /// ```
+    pub fn batch_size(mut self, lots: usize) -> Self {
+        self.options.batch_size = lots;
+        self
+    }
+
+    /// Most batch fetches in flight at once (default 4, 1..=64).
+    ///
+    /// ```
+    /// let builder = lotsync::Client::builder("http://127.0.0.1:8080").fetch_concurrency(2);
+    /// ```
+    pub fn fetch_concurrency(mut self, fetches: usize) -> Self {
+        self.options.fetch_concurrency = fetches;
+        self
+    }
+
+    /// Reconnect when no byte, not even a heartbeat, arrived for this long (default:
+    /// three heartbeat intervals as announced by the master).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = lotsync::Client::builder("http://127.0.0.1:8080")
+    ///     .idle_timeout(Duration::from_secs(6));
+    /// ```
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.options.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Bounds of the jittered exponential reconnect delay (default 200 ms to 30 s).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = lotsync::Client::builder("http://127.0.0.1:8080")
+    ///     .reconnect_delay(Duration::from_millis(50), Duration::from_secs(5));
+    /// ```
+    pub fn reconnect_delay(mut self, base: Duration, max: Duration) -> Self {
+        self.options.reconnect_base = base;
+        self.options.reconnect_max = max;
+        self
+    }
+
+    /// Bounds of the jittered exponential fetch retry delay (default 50 ms to 5 s).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = lotsync::Client::builder("http://127.0.0.1:8080")
+    ///     .retry_delay(Duration::from_millis(10), Duration::from_secs(1));
+    /// ```
+    pub fn retry_delay(mut self, base: Duration, max: Duration) -> Self {
+        self.options.retry_base = base;
+        self.options.retry_max = max;
+        self
+    }
+
+    /// How long the stream may be down before the state becomes
+    /// [`Stale`](crate::ConnectionState::Stale) (default 5 s).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = lotsync::Client::builder("http://127.0.0.1:8080")
+    ///     .stale_after(Duration::from_secs(2));
+    /// ```
+    pub fn stale_after(mut self, after: Duration) -> Self {
+        self.options.stale_after = after;
+        self
+    }
+
+    /// Largest notice-stream event accepted, in bytes (default 64 KiB). Notices are
+    /// small; a huge event is a misbehaving master and is dropped and counted.
+    ///
+    /// ```
+    /// let builder = lotsync::Client::builder("http://127.0.0.1:8080").max_event_bytes(4096);
+    /// ```
+    pub fn max_event_bytes(mut self, bytes: usize) -> Self {
+        self.options.max_event_bytes = bytes;
+        self
+    }
+
+    /// Largest fetch response accepted, in bytes (default 32 MiB).
+    ///
+    /// ```
+    /// let builder = lotsync::Client::builder("http://127.0.0.1:8080").max_response_bytes(1 << 20);
+    /// ```
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.options.max_response_bytes = bytes;
+        self
+    }
+
+    /// Timeout of each fetch and bid request (default 10 s).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = lotsync::Client::builder("http://127.0.0.1:8080")
+    ///     .request_timeout(Duration::from_secs(3));
+    /// ```
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.options.request_timeout = timeout;
+        self
+    }
+
+    /// Validate the options and start the client: it loads a snapshot, subscribes to
+    /// notices and keeps its mirror current until shut down or dropped.
+    ///
+    /// Must be called inside a tokio runtime.
+    ///
+    /// ```
+    /// let err = lotsync::Client::builder("ftp://example.com").build().unwrap_err();
+    /// assert!(err.to_string().contains("invalid master url"));
+    /// ```
+    pub fn build(self) -> Result<Client, BuildError> {
+        let mut options = self.options;
+        options.base_url = validate_url(&self.url)?;
+        validate_range("batch_size", options.batch_size, 1, 500)?;
+        validate_range("fetch_concurrency", options.fetch_concurrency, 1, 64)?;
+        validate_range("max_event_bytes", options.max_event_bytes, 256, 64 << 20)?;
+        validate_range(
+            "max_response_bytes",
+            options.max_response_bytes,
+            1024,
+            1 << 30,
+        )?;
+        if options.reconnect_base.is_zero() || options.reconnect_base > options.reconnect_max {
+            return Err(BuildError::InvalidOption {
+                option: "reconnect_delay",
+                reason: "base must be positive and not above max".into(),
+            });
+        }
+        if options.retry_base.is_zero() || options.retry_base > options.retry_max {
+            return Err(BuildError::InvalidOption {
+                option: "retry_delay",
+                reason: "base must be positive and not above max".into(),
+            });
+        }
+        if options
+            .idle_timeout
+            .is_some_and(|t| t < Duration::from_millis(10))
+        {
+            return Err(BuildError::InvalidOption {
+                option: "idle_timeout",
+                reason: "at least 10 ms".into(),
+            });
+        }
+        for (which, token) in [
+            ("terminal", &options.token),
+            ("bidder", &options.bidder_token),
+        ] {
+            if token
+                .as_deref()
+                .is_some_and(|t| http::HeaderValue::from_str(&format!("Bearer {t}")).is_err())
+            {
+                return Err(BuildError::InvalidToken { which });
+            }
+        }
+        Client::start(options)
+    }
+}
+
+fn validate_range(
+    option: &'static str,
+    value: usize,
+    min: usize,
+    max: usize,
+) -> Result<(), BuildError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(BuildError::InvalidOption {
+            option,
+            reason: format!("must be between {min} and {max}, got {value}"),
+        })
+    }
+}
+
+fn validate_url(url: &str) -> Result<String, BuildError> {
+    let invalid = |reason: &str| BuildError::InvalidUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let parsed: http::Uri = url.parse().map_err(|_| invalid("not a URL"))?;
+    match parsed.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(invalid("the scheme must be http or https")),
+    }
+    if parsed.host().is_none_or(str::is_empty) {
+        return Err(invalid("no host"));
+    }
+    if parsed.query().is_some() {
+        return Err(invalid("no query string allowed"));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        assert_eq!(validate_url("http://h:1/").unwrap(), "http://h:1");
+        assert_eq!(validate_url("https://h/base").unwrap(), "https://h/base");
+        for bad in [
+            "",
+            "h:1",
+            "ftp://h",
+            "http://",
+            "http://h/?x=1",
+            "not a url",
+        ] {
+            assert!(validate_url(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_tokens() {
+        let builder = ClientBuilder::new("http://h")
+            .token("s3cret")
+            .bidder_token("b1dder");
+        let text = format!("{builder:?}");
+        assert!(
+            !text.contains("s3cret") && !text.contains("b1dder"),
+            "{text}"
+        );
+    }
+}
