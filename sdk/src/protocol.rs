@@ -751,7 +751,8 @@ mod tests {
 
     #[test]
     fn lot_input_names_the_bad_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut LotInput)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut LotInput)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("title", Box::new(|i| i.title = " ".into())),
             ("title", Box::new(|i| i.title = "a\u{7}b".into())),
             ("title", Box::new(|i| i.title = "x".repeat(201))),
