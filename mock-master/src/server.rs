@@ -1,0 +1,206 @@
+//! The application: shared state, the router, and the serve loop with graceful shutdown.
+
+use std::future::{Future, IntoFuture};
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use chrono::Utc;
+use lotsync::protocol::{ReplicationStatus, codes};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Tokens;
+use crate::chaos::Chaos;
+use crate::config::MasterConfig;
+use crate::http::errors::ApiError;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError, StoreOptions};
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// How long graceful shutdown may take before open connections are dropped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Everything the handlers and background tasks share.
+pub struct Shared {
+    /// The settings the master started with.
+    pub config: MasterConfig,
+    /// Primary, log, replica.
+    pub store: Store,
+    /// Fault injection.
+    pub chaos: Arc<Chaos>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Bearer tokens and their roles.
+    pub tokens: Tokens,
+    /// Cancelled once at shutdown; every task and stream watches it.
+    pub shutdown: CancellationToken,
+}
+
+/// A cheap, cloneable handle on the master's shared state.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Open the store and build the state for `config`.
+    pub fn open(config: MasterConfig) -> Result<AppState, StoreError> {
+        config
+            .validate()
+            .map_err(|e| StoreError::Invalid(lotsync::protocol::FieldError::new("config", e)))?;
+        let chaos = Arc::new(Chaos::new(
+            config.chaos.is_some(),
+            config.chaos.clone().unwrap_or_default(),
+            config.seed,
+        ));
+        let metrics = Arc::new(Metrics::default());
+        let options = StoreOptions {
+            storage: config.storage.clone(),
+            log_retention: config.log_retention,
+            anti_snipe: config.anti_snipe,
+        };
+        let store = Store::open(&options, chaos.clone(), metrics.clone())?;
+        Ok(AppState(Arc::new(Shared {
+            tokens: Tokens::from_config(&config),
+            config,
+            store,
+            chaos,
+            metrics,
+            shutdown: CancellationToken::new(),
+        })))
+    }
+
+    /// Primary head, replica position and lag now.
+    pub fn replication(&self) -> ReplicationStatus {
+        let notices = self.store.notices();
+        let (head, applied) = (notices.head(), notices.applied());
+        let lag_ms = if applied < head {
+            notices
+                .at_of(applied + 1)
+                .map_or(0, |at| (Utc::now() - at).num_milliseconds().max(0) as u64)
+        } else {
+            0
+        };
+        ReplicationStatus {
+            epoch: notices.epoch().to_owned(),
+            primary_head: head,
+            replica_applied: applied,
+            lag_ops: head.saturating_sub(applied),
+            lag_ms,
+        }
+    }
+}
+
+/// The router: every route of every role, the body limit and the JSON fallbacks.
+pub fn app(state: AppState) -> Router {
+    let router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi));
+    let router = crate::http::admin::routes(router);
+    let router = crate::http::bidder::routes(router);
+    let router = crate::http::terminal::routes(router);
+    router
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                codes::NOT_FOUND,
+                "method not allowed on this route",
+            )
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let text = state.metrics.render(&state.replication());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::document())
+}
+
+/// Serve `state` on `listener` until `shutdown` completes: start the closer (and the
+/// demo and bots when configured), serve HTTP, then stop streams, tasks and the store.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let token = state.shutdown.clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(crate::closer::run(state.clone()));
+    if state.config.demo {
+        tasks.spawn(crate::demo::run_auction(state.clone()));
+    }
+    for i in 0..state.config.simulated_bidders {
+        tasks.spawn(crate::demo::run_bot(state.clone(), i));
+    }
+    let signal = {
+        let token = token.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = token.cancelled() => {}
+            }
+            tracing::info!("shutting down");
+            token.cancel();
+        }
+    };
+    let server = axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(signal)
+        .into_future();
+    let result = tokio::select! {
+        result = server => result,
+        _ = async { token.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::warn!("connections still open after the grace period; closing them");
+            Ok(())
+        }
+    };
+    token.cancel();
+    while tasks.join_next().await.is_some() {}
+    state.store.shutdown().await;
+    result
+}
+
+/// Open a master for `config` and serve it on `listener` until `shutdown` completes.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// mock_master::run(mock_master::MasterConfig::default(), listener, async {
+///     let _ = tokio::signal::ctrl_c().await;
+/// })
+/// .await?;
+/// # Ok(()) }
+/// ```
+pub async fn run(
+    config: MasterConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StoreError> {
+    let state = AppState::open(config)?;
+    serve(state, listener, shutdown).await?;
+    Ok(())
+}
