@@ -1,1 +1,199 @@
-fn main() {}
+//! `mock-master`: parse flags, set up logging, bind, print the URL and tokens, serve
+//! until Ctrl-C or SIGTERM. Everything else lives in the library.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use lotsync::protocol::ChaosSettings;
+use mock_master::{MasterConfig, Storage};
+
+/// A runnable lotsync master: primary database, operation log, replica, notices over
+/// Server-Sent Events, fetches from the replica, and fault injection for QA.
+#[derive(Debug, Parser)]
+#[command(name = "mock-master", version, about)]
+struct Cli {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory of the primary and replica databases (kept across restarts).
+    #[arg(long, default_value = "./lotsync-data", conflicts_with = "in_memory")]
+    data_dir: PathBuf,
+    /// Keep the databases in a throwaway directory deleted at shutdown (new epoch each start).
+    #[arg(long)]
+    in_memory: bool,
+    /// Admin bearer token [default: random, printed at start].
+    #[arg(long, env = "LOTSYNC_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Terminal bearer token [default: random, printed at start].
+    #[arg(long, env = "LOTSYNC_TERMINAL_TOKEN", hide_env_values = true)]
+    terminal_token: Option<String>,
+    /// A bidder and its bearer token, as NAME:TOKEN (repeatable).
+    #[arg(long = "bidder", value_name = "NAME:TOKEN", value_parser = parse_bidder)]
+    bidders: Vec<(String, String)>,
+    /// Interval between heartbeats on notice streams, in milliseconds.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    heartbeat_ms: u64,
+    /// Longest a fetch waits for the replica to reach min_seq before 503, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    fetch_wait_ms: u64,
+    /// A bid this many seconds before the end extends the end to now plus this (0: off).
+    #[arg(long, default_value_t = 10)]
+    anti_snipe_secs: u64,
+    /// Log entries retained for resume (Last-Event-ID) and /v1/changes.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    log_retention: u64,
+    /// Load a catalogue of used cars and keep an auction running.
+    #[arg(long)]
+    demo: bool,
+    /// Run N bot bidders placing bids on open lots.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    simulate_bidders: usize,
+    /// Enable fault injection (GET/POST /v1/chaos with the admin token).
+    #[arg(long)]
+    chaos: bool,
+    /// With --chaos: delay before the replicator applies each entry, in milliseconds.
+    #[arg(long, default_value_t = 0, requires = "chaos")]
+    chaos_replica_lag_ms: u64,
+    /// With --chaos: make the replica lag random between 0 and --chaos-replica-lag-ms.
+    #[arg(long, requires = "chaos")]
+    chaos_replica_lag_random: bool,
+    /// With --chaos: probability (0..=1) of dropping a notice to a subscriber.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate, requires = "chaos")]
+    chaos_notice_drop_rate: f64,
+    /// With --chaos: probability (0..=1) of a fetch failing with 500.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate, requires = "chaos")]
+    chaos_fetch_error_rate: f64,
+    /// With --chaos: delay added to every fetch, in milliseconds.
+    #[arg(long, default_value_t = 0, requires = "chaos")]
+    chaos_fetch_delay_ms: u64,
+    /// With --chaos: start with the replicator paused.
+    #[arg(long, requires = "chaos")]
+    chaos_pause_replicator: bool,
+    /// Seed for every random choice (faults, demo, bots), to replay a run.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_bidder(text: &str) -> Result<(String, String), String> {
+    let (name, token) = text.split_once(':').ok_or("expected NAME:TOKEN")?;
+    mock_master::config::validate_bidder_name(name)?;
+    if token.is_empty() {
+        return Err("the token is empty".into());
+    }
+    Ok((name.to_owned(), token.to_owned()))
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..=1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err("a probability between 0 and 1".into())
+    }
+}
+
+impl Cli {
+    fn config(&self) -> MasterConfig {
+        let defaults = MasterConfig::default();
+        MasterConfig {
+            storage: if self.in_memory {
+                Storage::InMemory
+            } else {
+                Storage::Dir(self.data_dir.clone())
+            },
+            admin_token: self.admin_token.clone().unwrap_or(defaults.admin_token),
+            terminal_token: self
+                .terminal_token
+                .clone()
+                .unwrap_or(defaults.terminal_token),
+            bidders: self.bidders.clone(),
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+            fetch_wait: Duration::from_millis(self.fetch_wait_ms),
+            anti_snipe: Duration::from_secs(self.anti_snipe_secs),
+            log_retention: self.log_retention as usize,
+            demo: self.demo,
+            simulated_bidders: self.simulate_bidders,
+            chaos: self.chaos.then(|| ChaosSettings {
+                replica_lag_ms: self.chaos_replica_lag_ms,
+                replica_lag_random: self.chaos_replica_lag_random,
+                notice_drop_rate: self.chaos_notice_drop_rate,
+                fetch_error_rate: self.chaos_fetch_error_rate,
+                fetch_delay_ms: self.chaos_fetch_delay_ms,
+                pause_replicator: self.chaos_pause_replicator,
+            }),
+            seed: self.seed,
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let config = cli.config();
+    config.validate().map_err(anyhow::Error::msg)?;
+    let listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cli.listen))?;
+    let addr = listener.local_addr()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on http://{addr}")?;
+    out.flush()?;
+    writeln!(out, "admin token: {}", config.admin_token)?;
+    writeln!(out, "terminal token: {}", config.terminal_token)?;
+    for (name, token) in &config.bidders {
+        writeln!(out, "bidder token ({name}): {token}")?;
+    }
+    out.flush()?;
+    drop(out);
+    tracing::info!(%addr, config = ?config, "starting");
+    mock_master::run(config, listener, shutdown_signal())
+        .await
+        .context("the master failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}

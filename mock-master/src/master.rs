@@ -224,10 +224,6 @@ pub struct MasterHandle {
 }
 
 impl MasterHandle {
-    pub(crate) fn new(state: AppState) -> MasterHandle {
-        MasterHandle { state }
-    }
-
     /// Create or replace a lot.
     pub async fn put_lot(&self, id: &str, input: LotInput) -> Result<Lot, StoreError> {
         Ok(self.state.store.put_lot(id, input).await?.0)
