@@ -1,0 +1,747 @@
+//! Application state, the [`Action`]s that change it and the [`Effect`]s it asks for.
+//!
+//! [`App::update`] is pure: no I/O, no clock. The current time comes in with every
+//! action, so key handling and rendering are deterministic in tests.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lotsync::protocol::{Lot, LotStatus, Money, Seq};
+
+use crate::bid::{BidBox, BidOutcome, BidPhase};
+use crate::format;
+use crate::stats::Stats;
+
+/// How long a changed row stays highlighted.
+pub const FLASH: chrono::TimeDelta = chrono::TimeDelta::milliseconds(1_500);
+/// Prices kept per lot for the sparkline.
+pub const HISTORY: usize = 120;
+/// How long a status message stays in the footer.
+pub const STATUS_FOR: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+/// Rows moved by PageUp / PageDown.
+const PAGE: usize = 10;
+
+/// The main screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    /// Table of lots with a detail pane.
+    Dashboard,
+    /// One lot in big type, for a wall display.
+    Floor,
+}
+
+/// What is drawn over the main screen and receives the keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overlay {
+    /// Nothing: keys go to the screen.
+    None,
+    /// The filter prompt in the footer is taking text.
+    Filter,
+    /// The key reference.
+    Help,
+    /// The bid box.
+    Bid(BidBox),
+}
+
+/// Which key map applies (see [`crate::keys`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Dashboard with no overlay.
+    Dashboard,
+    /// Floor display with no overlay.
+    Floor,
+    /// Typing a filter.
+    Filter,
+    /// Help is open.
+    Help,
+    /// The bid box is open.
+    BidBox,
+}
+
+/// Order of the lot table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortMode {
+    /// Open lots closing soonest first, then scheduled lots opening soonest, then the rest.
+    EndsSoonest,
+    /// By lot id.
+    Id,
+    /// Highest current price first.
+    Price,
+    /// Most bids first.
+    MostBids,
+}
+
+impl SortMode {
+    /// The next mode in the `s` cycle.
+    pub fn next(self) -> SortMode {
+        match self {
+            SortMode::EndsSoonest => SortMode::Id,
+            SortMode::Id => SortMode::Price,
+            SortMode::Price => SortMode::MostBids,
+            SortMode::MostBids => SortMode::EndsSoonest,
+        }
+    }
+
+    /// Label for the footer.
+    pub fn label(self) -> &'static str {
+        match self {
+            SortMode::EndsSoonest => "ends soonest",
+            SortMode::Id => "id",
+            SortMode::Price => "price",
+            SortMode::MostBids => "most bids",
+        }
+    }
+}
+
+/// Connection state as the screen shows it. Mirrors the SDK's state, with wall-clock
+/// times so it renders the same in tests as live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Nothing received yet.
+    Connecting,
+    /// Loading a snapshot.
+    Syncing,
+    /// Up to date.
+    Live,
+    /// The notice stream is down and being re-established.
+    Reconnecting {
+        /// Attempts so far.
+        attempt: u32,
+        /// When the stream went down.
+        since: DateTime<Utc>,
+    },
+    /// Down long enough that the data may be old.
+    Stale {
+        /// When the stream went down.
+        since: DateTime<Utc>,
+    },
+    /// The client has shut down.
+    Closed,
+}
+
+impl Link {
+    /// Whether the data on screen is current.
+    pub fn is_live(self) -> bool {
+        self == Link::Live
+    }
+
+    /// Short upper-case label for the header badge.
+    pub fn label(self, now: DateTime<Utc>) -> String {
+        let ago = |since: DateTime<Utc>| format::duration((now - since).num_seconds());
+        match self {
+            Link::Connecting => "CONNECTING".to_owned(),
+            Link::Syncing => "SYNCING".to_owned(),
+            Link::Live => "LIVE".to_owned(),
+            Link::Reconnecting { attempt, since } => {
+                format!("RECONNECTING #{attempt} · {}", ago(since))
+            }
+            Link::Stale { since } => format!("STALE · {}", ago(since)),
+            Link::Closed => "CLOSED".to_owned(),
+        }
+    }
+}
+
+/// Tone of a status message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Neutral information.
+    Info,
+    /// Something worked.
+    Good,
+    /// Something failed.
+    Bad,
+}
+
+/// A message in the footer's status line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The text.
+    pub text: String,
+    /// How to colour it.
+    pub tone: Tone,
+    /// When it was set (it fades after [`STATUS_FOR`]).
+    pub at: DateTime<Utc>,
+}
+
+/// Everything that can happen to the app: keys (mapped by [`crate::keys`]), updates
+/// from the SDK, and results of effects.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Time passed (redraw countdowns, expire highlights).
+    Tick,
+    /// Selection up one row (wraps to the bottom).
+    Up,
+    /// Selection down one row (wraps to the top).
+    Down,
+    /// Selection up a page (stops at the top).
+    PageUp,
+    /// Selection down a page (stops at the bottom).
+    PageDown,
+    /// First row.
+    Top,
+    /// Last row.
+    Bottom,
+    /// Start typing a filter.
+    StartFilter,
+    /// A character typed into the filter.
+    FilterInput(char),
+    /// Delete the filter's last character.
+    FilterBackspace,
+    /// Keep the filter and stop typing.
+    FilterDone,
+    /// Next sort mode.
+    CycleSort,
+    /// Open or close help.
+    ToggleHelp,
+    /// Switch between dashboard and floor display.
+    ToggleFloor,
+    /// Open the bid box for the current lot.
+    OpenBidBox,
+    /// Bid box: one increment up.
+    BidUp,
+    /// Bid box: one increment down (never below the minimum).
+    BidDown,
+    /// Bid box: a typed digit.
+    BidDigit(u8),
+    /// Bid box: delete a digit.
+    BidBackspace,
+    /// Bid box: place the bid.
+    PlaceBid,
+    /// Close whatever is open (overlay, filter, floor).
+    Close,
+    /// Leave the program.
+    Quit,
+    /// The SDK's first view of every lot.
+    Snapshot(Vec<Arc<Lot>>),
+    /// One lot changed.
+    LotChanged {
+        /// The lot now.
+        lot: Arc<Lot>,
+        /// Versions skipped since the last one shown.
+        skipped: u64,
+    },
+    /// Everything was reloaded.
+    Resynced {
+        /// Every lot.
+        lots: Vec<Arc<Lot>>,
+        /// Whether the master's history restarted.
+        epoch_changed: bool,
+    },
+    /// The connection state changed.
+    Link(Link),
+    /// A sample of the SDK's metrics.
+    Metrics {
+        /// Sequence the mirror is at.
+        seq: Seq,
+        /// Notices received so far (a counter).
+        notices: u64,
+        /// Notice-to-mirror latency, 99th percentile.
+        mirror_p99: Duration,
+    },
+    /// The master answered a bid.
+    BidResult {
+        /// The lot.
+        lot_id: String,
+        /// The amount placed.
+        amount: Money,
+        /// What came of it.
+        outcome: BidOutcome,
+    },
+}
+
+/// Work [`App::update`] asks the runtime to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Place a bid; the answer comes back as [`Action::BidResult`].
+    PlaceBid {
+        /// The lot.
+        lot_id: String,
+        /// Amount in minor units.
+        amount: Money,
+    },
+    /// Stop and restore the terminal.
+    Quit,
+}
+
+/// How the app starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Whether bids can be placed (a bidder token was given).
+    pub bidder: bool,
+    /// Start on the floor display.
+    pub floor: bool,
+    /// Lot the floor display shows, instead of following the one closing soonest.
+    pub pinned: Option<String>,
+}
+
+/// The whole state of the screen.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// Every lot, by id.
+    pub lots: BTreeMap<String, Arc<Lot>>,
+    /// Selected lot id (by id, so the selection stays on its lot when rows reorder).
+    pub selected: Option<String>,
+    /// Table order.
+    pub sort: SortMode,
+    /// Case-insensitive filter on id, title, attributes, leader and status.
+    pub filter: String,
+    /// Main screen.
+    pub screen: Screen,
+    /// What is drawn on top and takes the keys.
+    pub overlay: Overlay,
+    /// When each lot last changed, for the row highlight.
+    pub flashed: HashMap<String, DateTime<Utc>>,
+    /// Recent prices per lot, oldest first, for the sparkline.
+    pub history: HashMap<String, VecDeque<Money>>,
+    /// Connection state.
+    pub link: Link,
+    /// Header numbers.
+    pub stats: Stats,
+    /// Footer message.
+    pub status: Option<Status>,
+    /// How the app was started.
+    pub options: Options,
+    /// Time of the latest action; rendering reads the clock from here.
+    pub now: DateTime<Utc>,
+}
+
+impl App {
+    /// An empty app at `now`.
+    pub fn new(options: Options, now: DateTime<Utc>) -> App {
+        App {
+            lots: BTreeMap::new(),
+            selected: None,
+            sort: SortMode::EndsSoonest,
+            filter: String::new(),
+            screen: if options.floor {
+                Screen::Floor
+            } else {
+                Screen::Dashboard
+            },
+            overlay: Overlay::None,
+            flashed: HashMap::new(),
+            history: HashMap::new(),
+            link: Link::Connecting,
+            stats: Stats::default(),
+            status: None,
+            options,
+            now,
+        }
+    }
+
+    /// Which key map applies now.
+    pub fn mode(&self) -> Mode {
+        match (&self.overlay, self.screen) {
+            (Overlay::Filter, _) => Mode::Filter,
+            (Overlay::Help, _) => Mode::Help,
+            (Overlay::Bid(_), _) => Mode::BidBox,
+            (Overlay::None, Screen::Dashboard) => Mode::Dashboard,
+            (Overlay::None, Screen::Floor) => Mode::Floor,
+        }
+    }
+
+    /// Apply one action at time `now`; returns the effect the runtime must carry out.
+    pub fn update(&mut self, now: DateTime<Utc>, action: Action) -> Option<Effect> {
+        self.now = now;
+        match action {
+            Action::Tick => {}
+            Action::Up => self.move_by(-1, true),
+            Action::Down => self.move_by(1, true),
+            Action::PageUp => self.move_by(-(PAGE as isize), false),
+            Action::PageDown => self.move_by(PAGE as isize, false),
+            Action::Top => self.move_by(isize::MIN / 2, false),
+            Action::Bottom => self.move_by(isize::MAX / 2, false),
+            Action::StartFilter => self.overlay = Overlay::Filter,
+            Action::FilterInput(c) if !c.is_control() && self.filter.chars().count() < 64 => {
+                self.filter.push(c)
+            }
+            Action::FilterInput(_) => {}
+            Action::FilterBackspace => {
+                self.filter.pop();
+            }
+            Action::FilterDone => self.overlay = Overlay::None,
+            Action::CycleSort => self.sort = self.sort.next(),
+            Action::ToggleHelp => {
+                self.overlay = if self.overlay == Overlay::Help {
+                    Overlay::None
+                } else {
+                    Overlay::Help
+                }
+            }
+            Action::ToggleFloor => {
+                self.screen = match self.screen {
+                    Screen::Dashboard => Screen::Floor,
+                    Screen::Floor => Screen::Dashboard,
+                }
+            }
+            Action::OpenBidBox => self.open_bid_box(),
+            Action::BidUp | Action::BidDown | Action::BidDigit(_) | Action::BidBackspace => {
+                self.edit_bid(&action)
+            }
+            Action::PlaceBid => return self.place_bid(),
+            Action::Close => self.close(),
+            Action::Quit => return Some(Effect::Quit),
+            Action::Snapshot(lots) => self.replace_all(lots, false),
+            Action::Resynced {
+                lots,
+                epoch_changed,
+            } => {
+                self.replace_all(lots, true);
+                let why = if epoch_changed {
+                    " (the master's history restarted)"
+                } else {
+                    ""
+                };
+                self.say(Tone::Info, format!("Resynchronised from a snapshot{why}"));
+            }
+            Action::LotChanged { lot, .. } => self.apply(lot),
+            Action::Link(link) => self.link = link,
+            Action::Metrics {
+                seq,
+                notices,
+                mirror_p99,
+            } => self.stats.metrics(now, seq, notices, mirror_p99),
+            Action::BidResult {
+                lot_id,
+                amount,
+                outcome,
+            } => self.bid_answered(lot_id, amount, outcome),
+        }
+        None
+    }
+
+    /// Lots shown in the table, filtered and sorted.
+    pub fn visible(&self) -> Vec<&Arc<Lot>> {
+        let needle = self.filter.to_lowercase();
+        let mut lots: Vec<&Arc<Lot>> = self
+            .lots
+            .values()
+            .filter(|lot| matches(lot, &needle))
+            .collect();
+        match self.sort {
+            SortMode::EndsSoonest => lots.sort_by_key(|lot| {
+                let when = if lot.status == LotStatus::Scheduled {
+                    lot.starts_at
+                } else {
+                    lot.ends_at
+                };
+                (status_rank(lot.status), when)
+            }),
+            SortMode::Id => {}
+            SortMode::Price => lots.sort_by_key(|lot| std::cmp::Reverse(lot.current_price)),
+            SortMode::MostBids => lots.sort_by_key(|lot| std::cmp::Reverse(lot.bid_count)),
+        }
+        // Sorts are stable and the map is ordered by id, so ties stay in id order.
+        lots
+    }
+
+    /// Index of the selected lot among [`App::visible`] (the first row if the
+    /// selected lot is filtered out), or `None` when nothing is visible.
+    pub fn selected_index(&self, visible: &[&Arc<Lot>]) -> Option<usize> {
+        if visible.is_empty() {
+            return None;
+        }
+        let at = self
+            .selected
+            .as_ref()
+            .and_then(|id| visible.iter().position(|lot| &lot.id == id));
+        Some(at.unwrap_or(0))
+    }
+
+    /// The lot the detail pane and the bid box are about.
+    pub fn selected_lot(&self) -> Option<&Arc<Lot>> {
+        let visible = self.visible();
+        self.selected_index(&visible).map(|i| visible[i])
+    }
+
+    /// The lot the floor display shows: the pinned one, else the open lot closing
+    /// soonest, else the scheduled lot opening soonest, else the latest change.
+    pub fn floor_lot(&self) -> Option<&Arc<Lot>> {
+        if let Some(pinned) = &self.options.pinned {
+            return self.lots.get(pinned);
+        }
+        let soonest = |status: LotStatus| {
+            self.lots
+                .values()
+                .filter(|lot| lot.status == status)
+                .min_by_key(|lot| {
+                    if status == LotStatus::Open {
+                        lot.ends_at
+                    } else {
+                        lot.starts_at
+                    }
+                })
+        };
+        soonest(LotStatus::Open)
+            .or_else(|| soonest(LotStatus::Scheduled))
+            .or_else(|| self.lots.values().max_by_key(|lot| lot.updated_at))
+    }
+
+    /// Whether the lot's row should be highlighted as just changed.
+    pub fn is_flashing(&self, id: &str) -> bool {
+        self.flashed
+            .get(id)
+            .is_some_and(|at| self.now - *at < FLASH)
+    }
+
+    /// Whether anything on screen is animating (so the runtime keeps redrawing).
+    pub fn animating(&self) -> bool {
+        self.flashed.values().any(|at| self.now - *at < FLASH)
+    }
+
+    /// The status message, if it is recent enough to show.
+    pub fn current_status(&self) -> Option<&Status> {
+        self.status
+            .as_ref()
+            .filter(|s| self.now - s.at < STATUS_FOR)
+    }
+
+    /// The lot the bid box is about, if the box is open.
+    pub fn bid_box(&self) -> Option<(&BidBox, Option<&Arc<Lot>>)> {
+        match &self.overlay {
+            Overlay::Bid(bid) => Some((bid, self.lots.get(&bid.lot_id))),
+            _ => None,
+        }
+    }
+
+    fn say(&mut self, tone: Tone, text: impl Into<String>) {
+        self.status = Some(Status {
+            text: text.into(),
+            tone,
+            at: self.now,
+        });
+    }
+
+    fn move_by(&mut self, delta: isize, wrap: bool) {
+        let visible = self.visible();
+        let Some(current) = self.selected_index(&visible) else {
+            return;
+        };
+        let len = visible.len() as isize;
+        let target = current as isize + delta;
+        let index = if wrap {
+            target.rem_euclid(len)
+        } else {
+            target.clamp(0, len - 1)
+        };
+        self.selected = Some(visible[index as usize].id.clone());
+    }
+
+    fn close(&mut self) {
+        match self.overlay {
+            Overlay::Filter => {
+                self.filter.clear();
+                self.overlay = Overlay::None;
+            }
+            Overlay::Help | Overlay::Bid(_) => self.overlay = Overlay::None,
+            Overlay::None if self.screen == Screen::Floor => self.screen = Screen::Dashboard,
+            Overlay::None => self.filter.clear(),
+        }
+    }
+
+    fn open_bid_box(&mut self) {
+        if !self.options.bidder {
+            self.say(
+                Tone::Bad,
+                "Bidding needs a bidder token (--bidder-token or LOTSYNC_BIDDER_TOKEN)",
+            );
+            return;
+        }
+        let lot = match self.screen {
+            Screen::Dashboard => self.selected_lot(),
+            Screen::Floor => self.floor_lot(),
+        };
+        let Some(lot) = lot.cloned() else {
+            self.say(Tone::Bad, "No lot to bid on");
+            return;
+        };
+        if lot.status != LotStatus::Open {
+            self.say(
+                Tone::Bad,
+                format!("Lot {} is {}, not open for bids", lot.id, lot.status),
+            );
+            return;
+        }
+        self.overlay = Overlay::Bid(BidBox::open(&lot));
+    }
+
+    fn edit_bid(&mut self, action: &Action) {
+        let Overlay::Bid(bid) = &mut self.overlay else {
+            return;
+        };
+        let Some(lot) = self.lots.get(&bid.lot_id) else {
+            return;
+        };
+        if bid.phase == BidPhase::Placing {
+            return;
+        }
+        match action {
+            Action::BidUp => bid.step_up(lot),
+            Action::BidDown => bid.step_down(lot),
+            Action::BidDigit(d) => bid.digit(lot, *d),
+            Action::BidBackspace => bid.backspace(lot),
+            _ => {}
+        }
+    }
+
+    fn place_bid(&mut self) -> Option<Effect> {
+        let Overlay::Bid(bid) = &mut self.overlay else {
+            return None;
+        };
+        if bid.phase == BidPhase::Placing {
+            return None;
+        }
+        let Some(lot) = self.lots.get(&bid.lot_id) else {
+            bid.phase = BidPhase::Refused("The lot is gone".to_owned());
+            return None;
+        };
+        match bid.check(lot) {
+            Ok(amount) => {
+                bid.phase = BidPhase::Placing;
+                let lot_id = bid.lot_id.clone();
+                let text = format!(
+                    "Placing {} on {lot_id}…",
+                    format::money(&lot.currency, amount)
+                );
+                self.say(Tone::Info, text);
+                Some(Effect::PlaceBid { lot_id, amount })
+            }
+            Err(why) => {
+                // Help the bidder along: the next Enter offers the current minimum.
+                if lot.status == LotStatus::Open {
+                    bid.amount = bid.amount.max(lot.min_next_bid());
+                }
+                bid.phase = BidPhase::Refused(why.clone());
+                self.say(Tone::Bad, why);
+                None
+            }
+        }
+    }
+
+    fn bid_answered(&mut self, lot_id: String, amount: Money, outcome: BidOutcome) {
+        let currency = self
+            .lots
+            .get(&lot_id)
+            .map_or("", |lot| lot.currency.as_str())
+            .to_owned();
+        let placed = format::money(&currency, amount);
+        let (tone, text) = match &outcome {
+            BidOutcome::Accepted => (Tone::Good, format!("Bid {placed} on {lot_id} accepted")),
+            BidOutcome::TooLow { min_next_bid } => (
+                Tone::Bad,
+                format!(
+                    "Bid {placed} on {lot_id} too low: the next bid must be at least {}",
+                    format::money(&currency, *min_next_bid)
+                ),
+            ),
+            BidOutcome::NotOpen { status } => (
+                Tone::Bad,
+                format!("Bid on {lot_id} refused: the lot is {status}"),
+            ),
+            BidOutcome::Failed(why) => (Tone::Bad, format!("Bid on {lot_id} failed: {why}")),
+        };
+        self.say(tone, text.clone());
+        let Overlay::Bid(bid) = &mut self.overlay else {
+            return;
+        };
+        if bid.lot_id != lot_id {
+            return;
+        }
+        match outcome {
+            BidOutcome::Accepted => self.overlay = Overlay::None,
+            BidOutcome::TooLow { min_next_bid } => {
+                bid.amount = bid.amount.max(min_next_bid);
+                bid.phase = BidPhase::Refused(text);
+            }
+            BidOutcome::NotOpen { .. } | BidOutcome::Failed(_) => {
+                bid.phase = BidPhase::Refused(text)
+            }
+        }
+    }
+
+    fn replace_all(&mut self, lots: Vec<Arc<Lot>>, flash_changes: bool) {
+        let old = std::mem::take(&mut self.lots);
+        for lot in lots {
+            let changed = old.get(&lot.id).is_none_or(|before| before.seq != lot.seq);
+            if flash_changes && changed {
+                self.flashed.insert(lot.id.clone(), self.now);
+            }
+            if !self.history.contains_key(&lot.id) {
+                self.history.insert(lot.id.clone(), seed_history(&lot));
+            } else if changed {
+                self.record_price(&lot);
+            }
+            self.lots.insert(lot.id.clone(), lot);
+        }
+        self.flashed.retain(|id, _| self.lots.contains_key(id));
+        self.history.retain(|id, _| self.lots.contains_key(id));
+    }
+
+    fn apply(&mut self, lot: Arc<Lot>) {
+        if self
+            .lots
+            .get(&lot.id)
+            .is_some_and(|before| before.seq >= lot.seq)
+        {
+            return; // never show an older version than one already shown
+        }
+        self.flashed.insert(lot.id.clone(), self.now);
+        self.stats.changed(lot.updated_at);
+        if self.history.contains_key(&lot.id) {
+            self.record_price(&lot);
+        } else {
+            self.history.insert(lot.id.clone(), seed_history(&lot));
+        }
+        self.lots.insert(lot.id.clone(), lot);
+    }
+
+    fn record_price(&mut self, lot: &Lot) {
+        let history = self.history.entry(lot.id.clone()).or_default();
+        if history.back() != Some(&lot.current_price) {
+            if history.len() == HISTORY {
+                history.pop_front();
+            }
+            history.push_back(lot.current_price);
+        }
+    }
+}
+
+/// Price history for a lot first seen now: its recent bids, oldest first.
+fn seed_history(lot: &Lot) -> VecDeque<Money> {
+    let mut history: VecDeque<Money> = VecDeque::with_capacity(HISTORY);
+    if lot.bid_count as usize > lot.recent_bids.len() || lot.recent_bids.is_empty() {
+        history.push_back(lot.starting_price);
+    }
+    history.extend(lot.recent_bids.iter().rev().map(|bid| bid.amount));
+    if history.back() != Some(&lot.current_price) {
+        history.push_back(lot.current_price);
+    }
+    history
+}
+
+fn status_rank(status: LotStatus) -> u8 {
+    match status {
+        LotStatus::Open => 0,
+        LotStatus::Scheduled => 1,
+        LotStatus::Closed => 2,
+        LotStatus::Sold | LotStatus::Passed => 3,
+        LotStatus::Withdrawn => 4,
+    }
+}
+
+fn matches(lot: &Lot, needle: &str) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    let has = |text: &str| text.to_lowercase().contains(needle);
+    has(&lot.id)
+        || has(&lot.title)
+        || has(lot.status.as_str())
+        || lot.leading_bidder.as_deref().is_some_and(has)
+        || lot
+            .attributes
+            .values()
+            .any(|value| has(&format::attribute(value)))
+}

@@ -1,0 +1,23 @@
+//! tui-client: a live auction dashboard for bidders and floor displays, built on the
+//! lotsync SDK.
+//!
+//! # Layout
+//!
+//! - [`cli`]: command-line flags and their validation.
+//! - [`app`]: the application state, the [`app::Action`]s that change it and the
+//!   [`app::Effect`]s it asks for; pure, with time passed in.
+//! - [`bid`]: the bid box (stepping, typed amounts, outcomes).
+//! - [`stats`]: header numbers (notices per second, commit-to-screen latency).
+//! - [`keys`]: key events to actions, per mode.
+//! - [`format`]: money, countdowns and truncation.
+//! - [`ui`]: rendering, one module per screen region; only reads the app.
+//! - [`runtime`]: the terminal loop: keys, SDK updates, ticks, bids; terminal restore.
+//! - [`headless`]: every update as one JSON line on stdout.
+//! - [`demo`]: an in-process master with the demo catalogue and bidding bots.
+
+pub mod app;
+pub mod bid;
+pub mod format;
+pub mod keys;
+pub mod stats;
+pub mod ui;
