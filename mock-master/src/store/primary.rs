@@ -222,7 +222,8 @@ impl Writer {
         let mut tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let at = Utc::now();
+        // Microseconds: the precision times are stored with, so primary and replica agree.
+        let at = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
         for command in batch {
             if let Command::Shutdown = command {
                 continue;

@@ -1,0 +1,450 @@
+//! The store: write paths, the log, group commit, the replicator across a crash, epochs.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use common::{config, open_lot, replicated};
+use lotsync::protocol::{ChaosPatch, LotStatus, OpKind};
+use mock_master::store::StoreError;
+use mock_master::{AppState, MasterConfig, Storage};
+use rusqlite::Connection;
+
+fn dir_config(dir: &std::path::Path) -> MasterConfig {
+    MasterConfig {
+        storage: Storage::Dir(dir.to_owned()),
+        ..config()
+    }
+}
+
+fn oplog(dir: &std::path::Path) -> Vec<(u64, String, String)> {
+    let conn = Connection::open(dir.join("primary.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT seq, lot_id, kind FROM oplog ORDER BY seq")
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+fn count(dir: &std::path::Path, db: &str, sql: &str) -> i64 {
+    let conn = Connection::open(dir.join(db)).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[tokio::test]
+async fn add_replace_and_status_only_paths() {
+    let state = AppState::open(config()).unwrap();
+    let store = &state.store;
+    let (lot, created) = store.put_lot("car-1", open_lot("Volvo V70")).await.unwrap();
+    assert!(created);
+    assert_eq!((lot.seq, lot.current_price, lot.bid_count), (1, 100_000, 0));
+
+    let bid = store
+        .place_bid("alice", "car-1", 120_000, None)
+        .await
+        .unwrap()
+        .bid;
+    assert_eq!(bid.seq, 2);
+
+    // Replace keeps the price state and the bids.
+    let mut input = open_lot("Volvo V70 D4, new photos");
+    input.increment = 10_000;
+    let (lot, created) = store.put_lot("car-1", input).await.unwrap();
+    assert!(!created);
+    assert_eq!(lot.title, "Volvo V70 D4, new photos");
+    assert_eq!((lot.seq, lot.current_price, lot.bid_count), (3, 120_000, 1));
+    assert_eq!(lot.leading_bidder.as_deref(), Some("alice"));
+    assert_eq!(lot.recent_bids, vec![bid]);
+    assert_eq!(lot.min_next_bid(), 130_000);
+
+    // Status only.
+    let lot = store.set_status("car-1", LotStatus::Closed).await.unwrap();
+    assert_eq!(
+        (lot.status, lot.seq, lot.title.as_str()),
+        (LotStatus::Closed, 4, "Volvo V70 D4, new photos")
+    );
+    let err = store
+        .set_status("car-1", LotStatus::Open)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::InvalidTransition {
+            from: LotStatus::Closed,
+            to: LotStatus::Open
+        }
+    ));
+    // A replace may not move the status backwards either.
+    let err = store.put_lot("car-1", open_lot("again")).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidTransition { .. }), "{err}");
+    assert!(matches!(
+        store.set_status("nope", LotStatus::Open).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    replicated(&state, 4).await;
+    assert_eq!(
+        store.replica_lots(None).await.unwrap().1,
+        store.primary_lots().await.unwrap()
+    );
+    state.store.shutdown().await;
+}
+
+#[tokio::test]
+async fn log_is_gap_free_and_rejected_commands_take_no_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AppState::open(dir_config(dir.path())).unwrap();
+    let store = &state.store;
+    store.put_lot("a", open_lot("A")).await.unwrap();
+    assert!(matches!(
+        store.place_bid("alice", "a", 99_999, None).await,
+        Err(StoreError::BidTooLow {
+            min_next_bid: 100_000
+        })
+    ));
+    store.place_bid("alice", "a", 100_000, None).await.unwrap();
+    assert!(matches!(
+        store.place_bid("bob", "a", 104_999, None).await,
+        Err(StoreError::BidTooLow {
+            min_next_bid: 105_000
+        })
+    ));
+    assert!(matches!(
+        store.place_bid("bob", "zz", 1, None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    store.place_bid("bob", "a", 105_000, None).await.unwrap();
+    store.set_status("a", LotStatus::Withdrawn).await.unwrap();
+    assert!(matches!(
+        store.place_bid("alice", "a", 200_000, None).await,
+        Err(StoreError::LotNotOpen {
+            status: LotStatus::Withdrawn
+        })
+    ));
+    let log = oplog(dir.path());
+    let expected = [(1, "upsert"), (2, "bid"), (3, "bid"), (4, "status")];
+    assert_eq!(log.len(), expected.len());
+    for ((seq, lot, kind), (want_seq, want_kind)) in log.iter().zip(expected) {
+        assert_eq!(
+            (*seq, lot.as_str(), kind.as_str()),
+            (want_seq, "a", want_kind)
+        );
+    }
+    let changes = store.changes(0, 100).unwrap();
+    let kinds: Vec<OpKind> = changes.iter().map(|n| n.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![OpKind::Upsert, OpKind::Bid, OpKind::Bid, OpKind::Status]
+    );
+    state.store.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_bids_are_group_committed_and_strictly_rising() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AppState::open(dir_config(dir.path())).unwrap();
+    let lots = ["l0", "l1", "l2", "l3"];
+    for id in lots {
+        state.store.put_lot(id, open_lot(id)).await.unwrap();
+    }
+    let bids = (0..200).map(|i| {
+        let store = state.store.clone();
+        let lot = lots[i % lots.len()];
+        // Amounts in arrival order are not rising; the store decides which stand.
+        let amount = 100_000 + ((i * 7919) % 200) as i64 * 5_000;
+        async move {
+            store
+                .place_bid(if i % 2 == 0 { "alice" } else { "bob" }, lot, amount, None)
+                .await
+        }
+    });
+    let results = futures::future::join_all(bids).await;
+    let accepted: Vec<_> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|o| o.bid.clone())
+        .collect();
+    assert!(!accepted.is_empty());
+    for r in &results {
+        if let Err(e) = r {
+            assert!(matches!(e, StoreError::BidTooLow { .. }), "{e}");
+        }
+    }
+    for id in lots {
+        let mut on_lot: Vec<_> = accepted.iter().filter(|b| b.lot_id == id).collect();
+        on_lot.sort_by_key(|b| b.seq);
+        assert!(
+            on_lot.windows(2).all(|w| w[1].amount > w[0].amount),
+            "{id}: {on_lot:?}"
+        );
+    }
+    let log = oplog(dir.path());
+    let seqs: Vec<u64> = log.iter().map(|e| e.0).collect();
+    assert_eq!(seqs, (1..=(4 + accepted.len() as u64)).collect::<Vec<_>>());
+    // Far fewer commits than commands: they were grouped.
+    let metrics = state.metrics.render(&state.replication());
+    let commits: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("lotsync_commit_batch_size_count "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(commits < 204, "{commits} commits for 204 commands");
+    replicated(&state, *seqs.last().unwrap()).await;
+    assert_eq!(
+        state.store.replica_lots(None).await.unwrap().1,
+        state.store.primary_lots().await.unwrap()
+    );
+    state.store.shutdown().await;
+}
+
+#[tokio::test]
+async fn replicator_resumes_exactly_once_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let epoch;
+    let head;
+    {
+        let state = AppState::open(dir_config(dir.path())).unwrap();
+        epoch = state.store.epoch().to_owned();
+        state.store.put_lot("a", open_lot("A")).await.unwrap();
+        state.store.put_lot("b", open_lot("B")).await.unwrap();
+        for i in 0..5 {
+            state
+                .store
+                .place_bid("alice", "a", 100_000 + i * 5_000, None)
+                .await
+                .unwrap();
+        }
+        replicated(&state, 7).await;
+        // The replica stops half way; the primary keeps taking bids.
+        state
+            .chaos
+            .apply(&ChaosPatch {
+                pause_replicator: Some(true),
+                ..Default::default()
+            })
+            .unwrap();
+        for i in 0..5 {
+            state
+                .store
+                .place_bid("bob", "b", 100_000 + i * 5_000, None)
+                .await
+                .unwrap();
+        }
+        head = state.store.notices().head();
+        assert_eq!(head, 12);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(state.store.notices().applied(), 7);
+        state.store.shutdown().await;
+    }
+    assert_eq!(
+        count(
+            dir.path(),
+            "replica.db",
+            "SELECT applied_seq FROM replication_state"
+        ),
+        7
+    );
+    assert_eq!(
+        count(dir.path(), "replica.db", "SELECT count(*) FROM bids"),
+        5
+    );
+
+    let mut reopened = dir_config(dir.path());
+    reopened.chaos = None;
+    let state = AppState::open(reopened).unwrap();
+    assert_eq!(
+        state.store.epoch(),
+        epoch,
+        "same data directory, same epoch"
+    );
+    replicated(&state, head).await;
+    let (applied, replica, _) = state.store.replica_lots(None).await.unwrap();
+    assert_eq!(applied, head);
+    assert_eq!(replica, state.store.primary_lots().await.unwrap());
+    state.store.shutdown().await;
+    assert_eq!(
+        count(dir.path(), "replica.db", "SELECT count(*) FROM bids"),
+        10
+    );
+    assert_eq!(
+        count(
+            dir.path(),
+            "replica.db",
+            "SELECT count(DISTINCT seq) FROM bids"
+        ),
+        10
+    );
+    assert_eq!(
+        count(
+            dir.path(),
+            "replica.db",
+            "SELECT applied_seq FROM replication_state"
+        ),
+        12
+    );
+}
+
+#[tokio::test]
+async fn epoch_is_kept_by_a_data_dir_and_new_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = AppState::open(dir_config(dir.path())).unwrap();
+    let epoch = first.store.epoch().to_owned();
+    first.store.put_lot("a", open_lot("A")).await.unwrap();
+    first.store.shutdown().await;
+    drop(first);
+    let again = AppState::open(dir_config(dir.path())).unwrap();
+    assert_eq!(again.store.epoch(), epoch);
+    assert_eq!(again.store.notices().head(), 1);
+    assert_eq!(
+        again.store.changes(0, 10).unwrap().len(),
+        1,
+        "the ring is reloaded from the log"
+    );
+    again.store.shutdown().await;
+
+    let other = tempfile::tempdir().unwrap();
+    let fresh = AppState::open(dir_config(other.path())).unwrap();
+    assert_ne!(fresh.store.epoch(), epoch);
+    let memory = AppState::open(config()).unwrap();
+    let memory2 = AppState::open(config()).unwrap();
+    assert_ne!(memory.store.epoch(), memory2.store.epoch());
+    for s in [fresh, memory, memory2] {
+        s.store.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_replica_from_another_epoch_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AppState::open(dir_config(dir.path())).unwrap();
+    state.store.put_lot("a", open_lot("A")).await.unwrap();
+    state
+        .store
+        .place_bid("alice", "a", 100_000, None)
+        .await
+        .unwrap();
+    state.store.shutdown().await;
+    drop(state);
+    Connection::open(dir.path().join("replica.db"))
+        .unwrap()
+        .execute_batch("UPDATE meta SET value = 'other' WHERE key = 'epoch'; DELETE FROM lots;")
+        .unwrap();
+    let state = AppState::open(dir_config(dir.path())).unwrap();
+    assert_eq!(state.store.notices().applied(), 2);
+    assert_eq!(
+        state.store.replica_lots(None).await.unwrap().1,
+        state.store.primary_lots().await.unwrap()
+    );
+    state.store.shutdown().await;
+}
+
+#[tokio::test]
+async fn idempotent_bids_are_placed_once() {
+    let state = AppState::open(config()).unwrap();
+    let store = &state.store;
+    store.put_lot("a", open_lot("A")).await.unwrap();
+    let first = store
+        .place_bid("alice", "a", 100_000, Some("k1".into()))
+        .await
+        .unwrap();
+    let again = store
+        .place_bid("alice", "a", 100_000, Some("k1".into()))
+        .await
+        .unwrap();
+    assert!(!first.replayed && again.replayed);
+    assert_eq!(first.bid, again.bid);
+    assert_eq!(store.notices().head(), 2);
+    assert!(matches!(
+        store
+            .place_bid("alice", "a", 110_000, Some("k1".into()))
+            .await,
+        Err(StoreError::IdempotencyConflict)
+    ));
+    // Keys belong to a bidder.
+    assert!(
+        !store
+            .place_bid("bob", "a", 110_000, Some("k1".into()))
+            .await
+            .unwrap()
+            .replayed
+    );
+    state.store.shutdown().await;
+}
+
+#[tokio::test]
+async fn anti_sniping_extends_and_the_closer_settles() {
+    let state = AppState::open(config()).unwrap();
+    let store = &state.store;
+    let mut input = open_lot("Late");
+    input.ends_at = Utc::now() + chrono::Duration::seconds(3);
+    input.reserve_price = Some(150_000);
+    store.put_lot("late", input.clone()).await.unwrap();
+    let before = Utc::now();
+    store
+        .place_bid("alice", "late", 100_000, None)
+        .await
+        .unwrap();
+    let lot = &store.primary_lots().await.unwrap()[0];
+    assert!(
+        lot.ends_at >= before + chrono::Duration::seconds(10),
+        "{}",
+        lot.ends_at
+    );
+
+    let mut scheduled = open_lot("Soon");
+    scheduled.status = None;
+    store.put_lot("soon", scheduled).await.unwrap();
+    assert_eq!(
+        store.run_due(Utc::now()).await.unwrap(),
+        1,
+        "the scheduled lot opens"
+    );
+    assert_eq!(
+        store
+            .run_due(Utc::now() + chrono::Duration::hours(2))
+            .await
+            .unwrap(),
+        4
+    );
+    let lots = store.primary_lots().await.unwrap();
+    assert_eq!(lots[0].status, LotStatus::Passed, "reserve not met");
+    assert_eq!(lots[1].status, LotStatus::Passed, "no bids");
+    let kinds: Vec<_> = store
+        .changes(3, 10)
+        .unwrap()
+        .iter()
+        .map(|n| n.kind)
+        .collect();
+    assert_eq!(kinds, vec![OpKind::Status; 5]);
+    state.store.shutdown().await;
+}
+
+#[tokio::test]
+async fn old_history_is_pruned_but_not_past_the_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = dir_config(dir.path());
+    cfg.log_retention = 10;
+    let state = AppState::open(cfg).unwrap();
+    state.store.put_lot("a", open_lot("A")).await.unwrap();
+    for i in 0..49 {
+        state
+            .store
+            .place_bid("alice", "a", 100_000 + i * 5_000, None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(state.store.notices().oldest(), 41);
+    assert!(state.store.changes(39, 10).is_err());
+    assert_eq!(state.store.changes(40, 100).unwrap().len(), 10);
+    replicated(&state, 50).await;
+    state.store.put_lot("b", open_lot("B")).await.unwrap();
+    state.store.shutdown().await;
+    let kept = count(dir.path(), "primary.db", "SELECT count(*) FROM oplog");
+    assert!((10..50).contains(&kept), "{kept} entries kept");
+}
