@@ -388,13 +388,17 @@ impl App {
                 lots,
                 epoch_changed,
             } => {
-                self.replace_all(lots, true);
-                let why = if epoch_changed {
-                    " (the master's history restarted)"
-                } else {
-                    ""
-                };
-                self.say(Tone::Info, format!("Resynchronised from a snapshot{why}"));
+                // The first load arrives as a resync of an empty mirror: nothing to report.
+                let had_lots = !self.lots.is_empty();
+                self.replace_all(lots, had_lots);
+                if had_lots {
+                    let why = if epoch_changed {
+                        " (the master's history restarted)"
+                    } else {
+                        ""
+                    };
+                    self.say(Tone::Info, format!("Resynchronised from a snapshot{why}"));
+                }
             }
             Action::LotChanged { lot, .. } => self.apply(lot),
             Action::Link(link) => self.link = link,

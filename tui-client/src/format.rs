@@ -20,7 +20,7 @@ pub fn thousands(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
@@ -119,7 +119,7 @@ mod tests {
     fn money_groups_thousands_and_keeps_cents() {
         assert_eq!(money("EUR", 1_234_500), "EUR 12,345.00");
         assert_eq!(money("EUR", 5), "EUR 0.05");
-        assert_eq!(money("SEK", 100_000_000_00), "SEK 100,000,000.00");
+        assert_eq!(money("SEK", 10_000_000_000), "SEK 100,000,000.00");
         assert_eq!(money("JPY", 1_500_000), "JPY 1,500,000");
         assert_eq!(money("EUR", -150), "EUR -1.50");
         assert_eq!(whole("EUR", 1_234_599), "12,345");

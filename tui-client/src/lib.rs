@@ -14,10 +14,18 @@
 //! - [`runtime`]: the terminal loop: keys, SDK updates, ticks, bids; terminal restore.
 //! - [`headless`]: every update as one JSON line on stdout.
 //! - [`demo`]: an in-process master with the demo catalogue and bidding bots.
+//! - [`launch`]: from checked flags to a connected client; shutdown on Ctrl-C/SIGTERM.
+//! - [`logging`]: logs to a file or stderr, never onto the screen.
 
 pub mod app;
 pub mod bid;
+pub mod cli;
+pub mod demo;
 pub mod format;
+pub mod headless;
 pub mod keys;
+pub mod launch;
+pub mod logging;
+pub mod runtime;
 pub mod stats;
 pub mod ui;

@@ -297,3 +297,40 @@ fn changed_rows_flash_briefly_and_older_versions_are_ignored() {
     assert_eq!(app.lots["A-102"].current_price, 1_600_000);
     assert!(!app.is_flashing("A-102"));
 }
+
+#[test]
+fn resyncs_are_reported_except_the_first_load() {
+    let mut app = App::new(Default::default(), now());
+    app.update(now(), Action::Snapshot(Vec::new()));
+    app.update(
+        now(),
+        Action::Resynced {
+            lots: common::lots(),
+            epoch_changed: false,
+        },
+    );
+    assert!(app.current_status().is_none(), "the first load is not news");
+    assert!(!app.animating(), "nor does it light up every row");
+
+    let mut lots = common::lots();
+    let mut changed = (*lots[1]).clone();
+    changed.seq += 1;
+    lots[1] = changed.into();
+    app.update(
+        common::at(5),
+        Action::Resynced {
+            lots,
+            epoch_changed: true,
+        },
+    );
+    assert!(
+        app.current_status()
+            .unwrap()
+            .text
+            .contains("history restarted")
+    );
+    assert!(
+        app.is_flashing("A-102") && !app.is_flashing("A-101"),
+        "only changed lots flash"
+    );
+}

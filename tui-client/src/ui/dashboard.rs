@@ -311,8 +311,15 @@ fn render_sparkline(app: &App, lot: &Lot, area: Rect, buf: &mut Buffer) {
         .map(|h| h.iter().copied().collect())
         .unwrap_or_default();
     let low = prices.iter().copied().min().unwrap_or(0);
-    // Relative to the lowest price (plus one step) so small rises are visible.
+    let high = prices.iter().copied().max().unwrap_or(0);
+    // Relative to the lowest price (plus one step) so small rises are visible; a
+    // price that never moved is a low flat line, not a full-height bar.
     let data: Vec<u64> = prices.iter().map(|p| (p - low) as u64 + 1).collect();
+    let max = if high > low {
+        (high - low) as u64 + 1
+    } else {
+        8
+    };
     let width = area.width as usize;
     let data = &data[data.len().saturating_sub(width)..];
     let block = Block::new()
@@ -321,6 +328,7 @@ fn render_sparkline(app: &App, lot: &Lot, area: Rect, buf: &mut Buffer) {
     Sparkline::default()
         .block(block)
         .data(data)
+        .max(max)
         .style(Style::new().fg(Color::Green))
         .render(area, buf);
 }

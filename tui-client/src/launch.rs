@@ -1,0 +1,79 @@
+//! From checked flags to a running client: start the demo master if asked, connect,
+//! run the dashboard or the headless writer, and shut everything down in order.
+
+use anyhow::Context;
+use lotsync::Client;
+
+use crate::app::Options;
+use crate::cli::{Cli, Source};
+use crate::{demo, headless, runtime};
+
+/// Run with `cli`'s flags (already validated into `source`) until the user quits,
+/// or Ctrl-C / SIGTERM arrives.
+pub async fn run(cli: Cli, source: Source) -> anyhow::Result<()> {
+    let mut master = None;
+    let (url, token, bidder_token) = match source {
+        Source::Demo { bots } => {
+            let started = demo::start(bots).await?;
+            let connect = (
+                started.url().to_owned(),
+                started.terminal_token().to_owned(),
+                started.bidder_token(demo::BIDDER).map(str::to_owned),
+            );
+            master = Some(started);
+            connect
+        }
+        Source::Master {
+            url,
+            token,
+            bidder_token,
+        } => (url, token, bidder_token),
+    };
+    tracing::info!(%url, demo = master.is_some(), "connecting");
+    let mut builder = Client::builder(url).token(token);
+    let bidder = bidder_token.is_some();
+    if let Some(bidder_token) = bidder_token {
+        builder = builder.bidder_token(bidder_token);
+    }
+    let client = builder.build().context("cannot start the lotsync client")?;
+
+    let result = if cli.headless {
+        headless::run(&client, shutdown_signal()).await
+    } else {
+        let options = Options {
+            bidder,
+            floor: cli.floor,
+            pinned: cli.lot.clone(),
+        };
+        runtime::run(&client, options, shutdown_signal()).await
+    };
+    client.shutdown().await;
+    if let Some(master) = master {
+        master.shutdown().await;
+    }
+    result
+}
+
+/// Completes on Ctrl-C or (on Unix) SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
+        () = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
+}
