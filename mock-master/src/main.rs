@@ -128,7 +128,7 @@ impl Cli {
             log_retention: self.log_retention as usize,
             demo: self.demo,
             simulated_bidders: self.simulate_bidders,
-            chaos: self.chaos.then(|| ChaosSettings {
+            chaos: self.chaos.then_some(ChaosSettings {
                 replica_lag_ms: self.chaos_replica_lag_ms,
                 replica_lag_random: self.chaos_replica_lag_random,
                 notice_drop_rate: self.chaos_notice_drop_rate,
@@ -169,6 +169,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => logs.init(),

@@ -8,6 +8,24 @@ use lotsync::protocol::{ChaosPatch, Lot, LotsResponse};
 use mock_master::AppState;
 use serde_json::{Value, json};
 
+/// (method, uri, token, body, expected status)
+type AuthCase = (
+    Method,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    StatusCode,
+);
+/// (method, uri, body, expected status, expected code, expected field)
+type BadInput = (
+    Method,
+    &'static str,
+    &'static str,
+    StatusCode,
+    &'static str,
+    Option<&'static str>,
+);
+
 fn lot_body() -> String {
     serde_json::to_string(&open_lot("2017 Volvo V90")).unwrap()
 }
@@ -90,7 +108,7 @@ async fn put_creates_then_replaces() {
 async fn tokens_are_required_and_roles_enforced() {
     let state = with_lot().await;
     let bid = r#"{"amount":100000}"#;
-    let cases: Vec<(Method, &str, Option<&str>, Option<&str>, StatusCode)> = vec![
+    let cases: Vec<AuthCase> = vec![
         (
             Method::PUT,
             "/v1/lots/car-2",
@@ -202,7 +220,7 @@ async fn tokens_are_required_and_roles_enforced() {
 async fn bad_input_names_the_field_and_changes_nothing() {
     let state = with_lot().await;
     let bids = "/v1/lots/car-1/bids";
-    let cases: Vec<(Method, &str, &str, StatusCode, &str, Option<&str>)> = vec![
+    let cases: Vec<BadInput> = vec![
         (
             Method::POST,
             bids,

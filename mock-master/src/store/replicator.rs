@@ -185,9 +185,9 @@ impl Replicator {
         let Some(last) = entries.last().map(|e| e.seq) else {
             return Ok(None);
         };
-        let mut expected = self.applied + 1;
+        let first = self.applied + 1;
         let tx = self.replica.transaction()?;
-        for entry in entries {
+        for (expected, entry) in (first..).zip(entries) {
             if entry.seq != expected {
                 return Err(StoreError::Corrupt(format!(
                     "log gap: expected {expected}, found {}",
@@ -195,7 +195,6 @@ impl Replicator {
                 )));
             }
             schema::execute_op(&tx, entry.seq, &entry.lot_id, &entry.op, entry.at)?;
-            expected += 1;
         }
         tx.execute(
             "UPDATE replication_state SET applied_seq = ?1 WHERE id = 0",

@@ -1,0 +1,160 @@
+//! The binary: first stdout line, bad flags, graceful SIGTERM, and a kill -9 restart
+//! that keeps every acknowledged bid exactly once.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mock-master");
+
+/// Start the binary; returns the child and its URL read from the first stdout line.
+fn start(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-token",
+            "adm",
+            "--terminal-token",
+            "term",
+        ])
+        .args(["--bidder", "alice:alice-tok"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line was {first:?}"))
+        .to_owned();
+    (child, url)
+}
+
+async fn healthy(client: &reqwest::Client, url: &str) {
+    for _ in 0..100 {
+        if let Ok(r) = client.get(format!("{url}/healthz")).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{url} never became healthy");
+}
+
+#[test]
+fn bad_flags_fail_with_a_message() {
+    for args in [
+        &["--bogus"][..],
+        &["--heartbeat-ms", "0"],
+        &["--bidder", "no-token"],
+        &["--in-memory", "--data-dir", "x"],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}");
+    }
+}
+
+#[tokio::test]
+async fn kill_9_keeps_acknowledged_bids_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let client = reqwest::Client::new();
+    let (mut child, url) = start(&["--data-dir", data]);
+    healthy(&client, &url).await;
+    let now = Utc::now();
+    let lot = json!({"title": "2015 Saab 9-3", "currency": "EUR", "starting_price": 100000, "increment": 5000,
+        "status": "open", "starts_at": now - chrono::Duration::minutes(1), "ends_at": now + chrono::Duration::hours(1)});
+    let r = client
+        .put(format!("{url}/v1/lots/saab"))
+        .bearer_auth("adm")
+        .json(&lot)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let mut acknowledged = Vec::new();
+    for i in 0..20 {
+        let r = client
+            .post(format!("{url}/v1/lots/saab/bids"))
+            .bearer_auth("alice-tok")
+            .json(&json!({"amount": 100_000 + i * 5_000}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        acknowledged.push(r.json::<Value>().await.unwrap()["seq"].as_u64().unwrap());
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let (mut child, url) = start(&["--data-dir", data]);
+    healthy(&client, &url).await;
+    let r = client
+        .get(format!("{url}/v1/lots/saab?min_seq=21"))
+        .bearer_auth("term")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let lot: Value = r.json().await.unwrap();
+    assert_eq!(
+        (lot["bid_count"].as_u64(), lot["current_price"].as_i64()),
+        (Some(20), Some(195_000))
+    );
+    let newest: Vec<u64> = lot["recent_bids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        newest,
+        acknowledged
+            .iter()
+            .rev()
+            .take(10)
+            .copied()
+            .collect::<Vec<_>>()
+    );
+    let status: Value = client
+        .get(format!("{url}/v1/replication"))
+        .bearer_auth("term")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            status["primary_head"].as_u64(),
+            status["replica_applied"].as_u64()
+        ),
+        (Some(21), Some(21))
+    );
+
+    // SIGTERM is a graceful shutdown.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(code.success(), "{code:?}");
+}
