@@ -5,13 +5,16 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use lotsync::protocol::{Lot, LotStatus, Money, Seq};
+use lotsync::protocol::{Lot, LotStatus, Money};
 
+pub use crate::action::{Action, Effect};
 use crate::bid::{BidBox, BidOutcome, BidPhase};
 use crate::format;
+pub use crate::link::Link;
+pub use crate::order::SortMode;
+use crate::order::{matches, status_rank};
 use crate::stats::Stats;
 
 /// How long a changed row stays highlighted.
@@ -60,89 +63,6 @@ pub enum Mode {
     BidBox,
 }
 
-/// Order of the lot table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SortMode {
-    /// Open lots closing soonest first, then scheduled lots opening soonest, then the rest.
-    EndsSoonest,
-    /// By lot id.
-    Id,
-    /// Highest current price first.
-    Price,
-    /// Most bids first.
-    MostBids,
-}
-
-impl SortMode {
-    /// The next mode in the `s` cycle.
-    pub fn next(self) -> SortMode {
-        match self {
-            SortMode::EndsSoonest => SortMode::Id,
-            SortMode::Id => SortMode::Price,
-            SortMode::Price => SortMode::MostBids,
-            SortMode::MostBids => SortMode::EndsSoonest,
-        }
-    }
-
-    /// Label for the footer.
-    pub fn label(self) -> &'static str {
-        match self {
-            SortMode::EndsSoonest => "ends soonest",
-            SortMode::Id => "id",
-            SortMode::Price => "price",
-            SortMode::MostBids => "most bids",
-        }
-    }
-}
-
-/// Connection state as the screen shows it. Mirrors the SDK's state, with wall-clock
-/// times so it renders the same in tests as live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Link {
-    /// Nothing received yet.
-    Connecting,
-    /// Loading a snapshot.
-    Syncing,
-    /// Up to date.
-    Live,
-    /// The notice stream is down and being re-established.
-    Reconnecting {
-        /// Attempts so far.
-        attempt: u32,
-        /// When the stream went down.
-        since: DateTime<Utc>,
-    },
-    /// Down long enough that the data may be old.
-    Stale {
-        /// When the stream went down.
-        since: DateTime<Utc>,
-    },
-    /// The client has shut down.
-    Closed,
-}
-
-impl Link {
-    /// Whether the data on screen is current.
-    pub fn is_live(self) -> bool {
-        self == Link::Live
-    }
-
-    /// Short upper-case label for the header badge.
-    pub fn label(self, now: DateTime<Utc>) -> String {
-        let ago = |since: DateTime<Utc>| format::duration((now - since).num_seconds());
-        match self {
-            Link::Connecting => "CONNECTING".to_owned(),
-            Link::Syncing => "SYNCING".to_owned(),
-            Link::Live => "LIVE".to_owned(),
-            Link::Reconnecting { attempt, since } => {
-                format!("RECONNECTING #{attempt} · {}", ago(since))
-            }
-            Link::Stale { since } => format!("STALE · {}", ago(since)),
-            Link::Closed => "CLOSED".to_owned(),
-        }
-    }
-}
-
 /// Tone of a status message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tone {
@@ -163,106 +83,6 @@ pub struct Status {
     pub tone: Tone,
     /// When it was set (it fades after [`STATUS_FOR`]).
     pub at: DateTime<Utc>,
-}
-
-/// Everything that can happen to the app: keys (mapped by [`crate::keys`]), updates
-/// from the SDK, and results of effects.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Time passed (redraw countdowns, expire highlights).
-    Tick,
-    /// Selection up one row (wraps to the bottom).
-    Up,
-    /// Selection down one row (wraps to the top).
-    Down,
-    /// Selection up a page (stops at the top).
-    PageUp,
-    /// Selection down a page (stops at the bottom).
-    PageDown,
-    /// First row.
-    Top,
-    /// Last row.
-    Bottom,
-    /// Start typing a filter.
-    StartFilter,
-    /// A character typed into the filter.
-    FilterInput(char),
-    /// Delete the filter's last character.
-    FilterBackspace,
-    /// Keep the filter and stop typing.
-    FilterDone,
-    /// Next sort mode.
-    CycleSort,
-    /// Open or close help.
-    ToggleHelp,
-    /// Switch between dashboard and floor display.
-    ToggleFloor,
-    /// Open the bid box for the current lot.
-    OpenBidBox,
-    /// Bid box: one increment up.
-    BidUp,
-    /// Bid box: one increment down (never below the minimum).
-    BidDown,
-    /// Bid box: a typed digit.
-    BidDigit(u8),
-    /// Bid box: delete a digit.
-    BidBackspace,
-    /// Bid box: place the bid.
-    PlaceBid,
-    /// Close whatever is open (overlay, filter, floor).
-    Close,
-    /// Leave the program.
-    Quit,
-    /// The SDK's first view of every lot.
-    Snapshot(Vec<Arc<Lot>>),
-    /// One lot changed.
-    LotChanged {
-        /// The lot now.
-        lot: Arc<Lot>,
-        /// Versions skipped since the last one shown.
-        skipped: u64,
-    },
-    /// Everything was reloaded.
-    Resynced {
-        /// Every lot.
-        lots: Vec<Arc<Lot>>,
-        /// Whether the master's history restarted.
-        epoch_changed: bool,
-    },
-    /// The connection state changed.
-    Link(Link),
-    /// A sample of the SDK's metrics.
-    Metrics {
-        /// Sequence the mirror is at.
-        seq: Seq,
-        /// Notices received so far (a counter).
-        notices: u64,
-        /// Notice-to-mirror latency, 99th percentile.
-        mirror_p99: Duration,
-    },
-    /// The master answered a bid.
-    BidResult {
-        /// The lot.
-        lot_id: String,
-        /// The amount placed.
-        amount: Money,
-        /// What came of it.
-        outcome: BidOutcome,
-    },
-}
-
-/// Work [`App::update`] asks the runtime to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
-    /// Place a bid; the answer comes back as [`Action::BidResult`].
-    PlaceBid {
-        /// The lot.
-        lot_id: String,
-        /// Amount in minor units.
-        amount: Money,
-    },
-    /// Stop and restore the terminal.
-    Quit,
 }
 
 /// How the app starts.
@@ -723,29 +543,4 @@ fn seed_history(lot: &Lot) -> VecDeque<Money> {
         history.push_back(lot.current_price);
     }
     history
-}
-
-fn status_rank(status: LotStatus) -> u8 {
-    match status {
-        LotStatus::Open => 0,
-        LotStatus::Scheduled => 1,
-        LotStatus::Closed => 2,
-        LotStatus::Sold | LotStatus::Passed => 3,
-        LotStatus::Withdrawn => 4,
-    }
-}
-
-fn matches(lot: &Lot, needle: &str) -> bool {
-    if needle.is_empty() {
-        return true;
-    }
-    let has = |text: &str| text.to_lowercase().contains(needle);
-    has(&lot.id)
-        || has(&lot.title)
-        || has(lot.status.as_str())
-        || lot.leading_bidder.as_deref().is_some_and(has)
-        || lot
-            .attributes
-            .values()
-            .any(|value| has(&format::attribute(value)))
 }

@@ -6,6 +6,9 @@
 //! - [`cli`]: command-line flags and their validation.
 //! - [`app`]: the application state, the [`app::Action`]s that change it and the
 //!   [`app::Effect`]s it asks for; pure, with time passed in.
+//! - [`action`]: the [`action::Action`] and [`action::Effect`] vocabulary.
+//! - [`link`]: the connection state as the screen shows it.
+//! - [`order`]: sort modes and the filter match.
 //! - [`bid`]: the bid box (stepping, typed amounts, outcomes).
 //! - [`stats`]: header numbers (notices per second, commit-to-screen latency).
 //! - [`keys`]: key events to actions, per mode.
@@ -17,6 +20,7 @@
 //! - [`launch`]: from checked flags to a connected client; shutdown on Ctrl-C/SIGTERM.
 //! - [`logging`]: logs to a file or stderr, never onto the screen.
 
+pub mod action;
 pub mod app;
 pub mod bid;
 pub mod cli;
@@ -25,7 +29,9 @@ pub mod format;
 pub mod headless;
 pub mod keys;
 pub mod launch;
+pub mod link;
 pub mod logging;
+pub mod order;
 pub mod runtime;
 pub mod stats;
 pub mod ui;
