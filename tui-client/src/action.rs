@@ -95,7 +95,7 @@ pub enum Action {
     },
 }
 
-/// Work [`App::update`] asks the runtime to do.
+/// Work [`App::update`](crate::app::App::update) asks the runtime to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     /// Place a bid; the answer comes back as [`Action::BidResult`].

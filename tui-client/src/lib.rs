@@ -12,7 +12,7 @@
 //! - [`bid`]: the bid box (stepping, typed amounts, outcomes).
 //! - [`stats`]: header numbers (notices per second, commit-to-screen latency).
 //! - [`keys`]: key events to actions, per mode.
-//! - [`format`]: money, countdowns and truncation.
+//! - [`format`](mod@format): money, countdowns and truncation.
 //! - [`ui`]: rendering, one module per screen region; only reads the app.
 //! - [`runtime`]: the terminal loop: keys, SDK updates, ticks, bids; terminal restore.
 //! - [`headless`]: every update as one JSON line on stdout.

@@ -42,9 +42,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         )),
         Line::from(truncate(
             &format!(
-                "current {} · {} bids · {}",
+                "current {} · {} · {}",
                 money(lot.current_price),
-                lot.bid_count,
+                super::floor::bids(lot.bid_count),
                 lot.status
             ),
             width,

@@ -251,7 +251,11 @@ fn detail_lines(app: &App, lot: &Lot, width: usize) -> Vec<Line<'static>> {
         field(
             "Price",
             truncate(
-                &format!("{} ({} bids)", money(lot.current_price), lot.bid_count),
+                &format!(
+                    "{} ({})",
+                    money(lot.current_price),
+                    super::floor::bids(lot.bid_count)
+                ),
                 value_width,
             ),
         ),

@@ -59,7 +59,7 @@ fn lines(app: &App, lot: &Lot, area: Rect) -> Vec<Line<'static>> {
     let mut lines = vec![
         Line::from(Span::styled(fit(lot.title.clone()), Style::new().bold())),
         Line::from(Span::styled(
-            fit(format!("{} · {} bids", lot.status, lot.bid_count)),
+            fit(format!("{} · {}", lot.status, bids(lot.bid_count))),
             status_style(lot.status),
         )),
     ];
@@ -70,15 +70,26 @@ fn lines(app: &App, lot: &Lot, area: Rect) -> Vec<Line<'static>> {
     } else {
         Style::new().fg(Color::Green).bold()
     };
-    // Big digits need their five rows plus the lines around them.
-    let big = digits::width(&price) <= width && height >= digits::HEIGHT + 6;
-    if big {
+    // Big digits need their rows plus about eight lines of text around them; a wall
+    // display with room to keep a few last bids too gets them at double size.
+    let big_width = digits::width(&price);
+    let rows = if big_width * 2 <= width && height >= digits::HEIGHT * 2 + 12 {
+        Some(digits::render_double(&price))
+    } else if big_width <= width && height >= digits::HEIGHT + 8 {
+        Some(digits::render(&price).to_vec())
+    } else {
+        None
+    };
+    if let Some(rows) = rows {
         lines.push(Line::default());
         lines.push(Line::from(Span::styled(
             lot.currency.clone(),
             Style::new().dim(),
         )));
-        lines.extend(digits::render(&price).map(|row| Line::from(Span::styled(row, price_style))));
+        lines.extend(
+            rows.into_iter()
+                .map(|row| Line::from(Span::styled(row, price_style))),
+        );
     } else {
         lines.push(Line::from(Span::styled(
             fit(money(lot.current_price)),
@@ -126,4 +137,13 @@ fn lines(app: &App, lot: &Lot, area: Rect) -> Vec<Line<'static>> {
         }
     }
     lines
+}
+
+/// "1 bid", "7 bids".
+pub fn bids(count: u32) -> String {
+    if count == 1 {
+        "1 bid".to_owned()
+    } else {
+        format!("{count} bids")
+    }
 }
