@@ -1,1 +1,121 @@
-//! lotsync-tests
+//! Shared harness for lotsync's end-to-end, fault and benchmark programs: start a
+//! master in-process, create lots, connect clients, and compare mirrors with the
+//! master's replica.
+//!
+//! # Layout
+//! - this file: fixtures ([`lot_input`], [`start_master`], [`connect`]) and the
+//!   convergence check ([`converged`], [`wait_converged`]).
+//! - `tests/`: end-to-end suites that need the SDK and the master together.
+//! - `src/bin/`: the benchmark program.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use lotsync::protocol::{Lot, LotInput, LotStatus, Seq};
+use mock_master::{Master, MasterHandle};
+
+/// A valid, open lot input whose bidding ends in an hour.
+pub fn lot_input(title: &str, starting_price: i64) -> LotInput {
+    let now = Utc::now();
+    LotInput {
+        title: title.to_owned(),
+        attributes: BTreeMap::new(),
+        currency: "EUR".into(),
+        starting_price,
+        increment: 100,
+        reserve_price: None,
+        status: Some(LotStatus::Open),
+        starts_at: now - chrono::Duration::minutes(1),
+        ends_at: now + chrono::Duration::hours(1),
+    }
+}
+
+/// Create `count` open lots `lot-0..` on the master.
+pub async fn create_lots(handle: &MasterHandle, count: usize) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(count);
+    for i in 0..count {
+        let id = format!("lot-{i}");
+        handle
+            .put_lot(&id, lot_input(&format!("Car {i}"), 10_000))
+            .await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// A master with short heartbeats and fault injection available.
+pub async fn start_master(heartbeat: Duration) -> anyhow::Result<Master> {
+    Ok(Master::builder()
+        .in_memory()
+        .heartbeat(heartbeat)
+        .chaos(true)
+        .bidder("alice", "alice-token")
+        .bidder("bob", "bob-token")
+        .start()
+        .await?)
+}
+
+/// A client of `master` with short retry delays.
+pub fn connect(master: &Master) -> anyhow::Result<lotsync::Client> {
+    Ok(lotsync::Client::builder(master.url())
+        .token(master.terminal_token())
+        .reconnect_delay(Duration::from_millis(20), Duration::from_millis(500))
+        .retry_delay(Duration::from_millis(10), Duration::from_millis(200))
+        .build()?)
+}
+
+/// Lots whose version differs between `mirror` and `replica` (missing on either side
+/// counts), as `(id, mirror version, replica version)`.
+pub fn differences(
+    mirror: &[std::sync::Arc<Lot>],
+    replica: &[Lot],
+) -> Vec<(String, Option<Seq>, Option<Seq>)> {
+    let mut versions: BTreeMap<&str, (Option<Seq>, Option<Seq>)> = BTreeMap::new();
+    for lot in mirror {
+        versions.entry(&lot.id).or_default().0 = Some(lot.seq);
+    }
+    for lot in replica {
+        versions.entry(&lot.id).or_default().1 = Some(lot.seq);
+    }
+    versions
+        .into_iter()
+        .filter(|(_, (m, r))| m != r)
+        .map(|(id, (m, r))| (id.to_owned(), m, r))
+        .collect()
+}
+
+/// Whether the client's mirror equals the replica lot for lot, version for version,
+/// and content for content.
+pub fn converged(client: &lotsync::Client, replica: &[Lot]) -> bool {
+    let mirror = client.mirror().lots();
+    differences(&mirror, replica).is_empty()
+        && mirror.iter().zip(replica).all(|(m, r)| m.as_ref() == r)
+}
+
+/// Wait until every client has converged on the replica, or `timeout` passes.
+/// Returns the differences of the first client that did not converge.
+pub async fn wait_converged(
+    handle: &MasterHandle,
+    clients: &[lotsync::Client],
+    timeout: Duration,
+) -> anyhow::Result<Result<(), Vec<(String, Option<Seq>, Option<Seq>)>>> {
+    let head = handle.head();
+    if !handle.wait_replicated(head, timeout).await {
+        anyhow::bail!("the replica did not reach the head {head} within {timeout:?}");
+    }
+    let replica = handle.replica_lots().await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if clients.iter().all(|c| converged(c, &replica)) {
+            return Ok(Ok(()));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let laggard = clients.iter().find(|c| !converged(c, &replica));
+            return Ok(Err(laggard
+                .map(|c| differences(&c.mirror().lots(), &replica))
+                .unwrap_or_default()));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
