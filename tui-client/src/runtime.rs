@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use chrono::Utc;
 use crossterm::event::{Event, EventStream};
 use futures::StreamExt;
@@ -33,10 +34,19 @@ pub async fn run(
     options: Options,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let mut terminal = ratatui::try_init()?;
+    let mut terminal = match ratatui::try_init() {
+        Ok(terminal) => terminal,
+        Err(e) => {
+            // Raw mode may already be on when entering the alternate screen failed.
+            let _ = ratatui::try_restore();
+            return Err(anyhow::Error::new(e).context("cannot set up the terminal"));
+        }
+    };
     let result = event_loop(&mut terminal, client, options, shutdown).await;
-    ratatui::try_restore()?;
-    result
+    let restored = ratatui::try_restore();
+    // The loop's own error is the one worth reporting; a failed restore comes second.
+    result?;
+    restored.context("cannot restore the terminal")
 }
 
 async fn event_loop(
@@ -173,5 +183,47 @@ pub fn outcome<T>(result: Result<T, BidError>) -> BidOutcome {
         Err(BidError::NotOpen { status }) => BidOutcome::NotOpen { status },
         Err(BidError::UnknownLot) => BidOutcome::Failed("the lot does not exist".to_owned()),
         Err(other) => BidOutcome::Failed(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lotsync::protocol::LotStatus;
+
+    use super::*;
+
+    #[test]
+    fn bid_errors_become_outcomes_the_box_can_act_on() {
+        let ok: Result<(), BidError> = Ok(());
+        assert_eq!(outcome(ok), BidOutcome::Accepted);
+        let low = outcome::<()>(Err(BidError::TooLow {
+            min_next_bid: 1_050,
+        }));
+        assert_eq!(
+            low,
+            BidOutcome::TooLow {
+                min_next_bid: 1_050
+            }
+        );
+        let closed = outcome::<()>(Err(BidError::NotOpen {
+            status: LotStatus::Closed,
+        }));
+        assert_eq!(
+            closed,
+            BidOutcome::NotOpen {
+                status: LotStatus::Closed
+            }
+        );
+        let network = outcome::<()>(Err(BidError::Network("connection refused".into())));
+        assert!(matches!(network, BidOutcome::Failed(why) if why.contains("connection refused")));
+    }
+
+    #[test]
+    fn connection_states_keep_their_meaning_on_screen() {
+        let since = Instant::now();
+        assert_eq!(link_of(ConnectionState::Live), Link::Live);
+        let down = link_of(ConnectionState::Reconnecting { attempt: 4, since });
+        assert!(matches!(down, Link::Reconnecting { attempt: 4, .. }));
+        assert!(!link_of(ConnectionState::Stale { since }).is_live());
     }
 }
