@@ -1,0 +1,183 @@
+//! The PNG chart: latency percentiles of notify-then-fetch against polling, and
+//! latency against fan-out. Rendered with plotters' bitmap backend and an embedded
+//! DejaVu Sans, so it needs no system fonts.
+
+use std::path::Path;
+
+use anyhow::anyhow;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::scenarios::Results;
+
+/// DejaVu Sans (see tests/assets/README.md for its licence).
+const FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
+
+/// Lowest value shown on the logarithmic axes, ms.
+const FLOOR_MS: f64 = 0.01;
+
+const PERCENTILES: [&str; 5] = ["p50", "p90", "p99", "p99.9", "max"];
+
+fn font() -> anyhow::Result<()> {
+    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+        .map_err(|_| anyhow!("the embedded font could not be loaded"))
+}
+
+fn y_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+    let max = values.fold(1.0f64, f64::max);
+    FLOOR_MS..10f64.powf(max.log10().ceil() + 0.2)
+}
+
+/// Draw `results` into a PNG at `path`.
+pub fn draw(results: &Results, path: &Path) -> anyhow::Result<()> {
+    font()?;
+    let root = BitMapBackend::new(path, (1400, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let (left, right) = root.split_horizontally(700);
+    percentiles(results, &left).map_err(|e| anyhow!("chart: {e}"))?;
+    fanout(results, &right).map_err(|e| anyhow!("chart: {e}"))?;
+    root.present()
+        .map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
+    Ok(())
+}
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+type DrawResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+fn percentiles(r: &Results, area: &Area) -> DrawResult {
+    let series = [
+        (
+            "ours, per subscriber",
+            r.latency.per_subscriber.points(),
+            BLUE,
+        ),
+        (
+            "ours, all subscribers",
+            r.latency.all_subscribers.points(),
+            CYAN,
+        ),
+        (
+            "polling 250 ms",
+            r.busy.poll_250.per_subscriber.points(),
+            MAGENTA,
+        ),
+        ("polling 1 s", r.busy.poll_1000.per_subscriber.points(), RED),
+        ("loopback floor (HTTP GET)", r.floor.points(), BLACK),
+    ];
+    let range = y_range(series.iter().flat_map(|(_, p, _)| p.iter().copied()));
+    let caption = format!(
+        "Commit to mirror, {} subscribers, {} bids/s",
+        r.plan.subscribers, r.plan.busy_rate
+    );
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(-0.2f64..4.2f64, range.log_scale())?;
+    chart
+        .configure_mesh()
+        .x_labels(5)
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 0.01 && (0.0..5.0).contains(&i) {
+                PERCENTILES[i as usize].to_owned()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("milliseconds (log)")
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    for (name, points, color) in series {
+        let data: Vec<(f64, f64)> = points
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as f64, v.max(FLOOR_MS)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart.draw_series(data.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font(("sans-serif", 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+fn fanout(r: &Results, area: &Area) -> DrawResult {
+    let points = |f: &dyn Fn(&crate::scenarios::FanoutPoint) -> f64| -> Vec<(f64, f64)> {
+        r.fanout
+            .iter()
+            .map(|p| (p.subscribers as f64, f(p).max(FLOOR_MS)))
+            .collect()
+    };
+    let series = [
+        (
+            "per subscriber p50",
+            points(&|p| p.stats.per_subscriber.p50),
+            BLUE,
+        ),
+        (
+            "per subscriber p99",
+            points(&|p| p.stats.per_subscriber.p99),
+            GREEN,
+        ),
+        (
+            "all subscribers p99",
+            points(&|p| p.stats.all_subscribers.p99),
+            RED,
+        ),
+    ];
+    let range = y_range(
+        series
+            .iter()
+            .flat_map(|(_, p, _)| p.iter().map(|(_, y)| *y)),
+    );
+    let most = r
+        .fanout
+        .iter()
+        .map(|p| p.subscribers)
+        .max()
+        .unwrap_or(1)
+        .max(2) as f64;
+    let caption = format!("Fan-out, {} bids/s", r.plan.fanout_rate);
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d((0.8f64..most * 1.3).log_scale(), range.log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("subscribers (log)")
+        .y_desc("milliseconds (log)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    for (name, data, color) in series {
+        chart
+            .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart.draw_series(data.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font(("sans-serif", 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}

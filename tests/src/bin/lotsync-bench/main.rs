@@ -1,0 +1,176 @@
+//! lotsync-bench: notice-to-mirror latency, fan-out, master throughput, coalescing, and
+//! the polling design side by side, measured in one run on one machine (loopback).
+//!
+//! ```text
+//! cargo run --release -p lotsync-tests --bin lotsync-bench -- [--quick] [--out DIR]
+//! ```
+//!
+//! Prints Markdown tables (each target of the benchmark issue with PASS/MISS) and
+//! writes `DIR/bench.json` and `DIR/bench.png`. `--quick` is a smoke run for CI: every
+//! figure, small and short; it checks only that samples were produced.
+//!
+//! # Layout
+//! - `main.rs`: flags, logging, the run, output files, the smoke checks.
+//! - `subscriber`: the hidden `subscriber` subcommand (a terminal server process: the
+//!   SDK, or a poller) and the line format it reports observations in.
+//! - `fleet`: spawning subscriber processes and collecting their lines.
+//! - `load`: bid generators (steady, bursts, saturation) and commit records.
+//! - `stats`: latency, staleness, stale fraction and request rates from the records.
+//! - `scenarios`: the plan (full or quick) and every scenario of a run.
+//! - `report`: machine description, targets, Markdown tables, JSON.
+//! - `chart`: the PNG.
+
+mod chart;
+mod fleet;
+mod load;
+mod report;
+mod scenarios;
+mod stats;
+mod subscriber;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Benchmark lotsync on this machine: latency from a bid's commit to every terminal
+/// server's mirror, against the polling design it replaces, plus fan-out, master
+/// throughput and coalescing under bursts. Everything runs on 127.0.0.1.
+#[derive(Debug, Parser)]
+#[command(
+    name = "lotsync-bench",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    /// A short smoke run (well under a minute): every figure, few samples, no targets.
+    #[arg(long)]
+    quick: bool,
+    /// Directory for bench.json and bench.png.
+    #[arg(long, value_name = "DIR", default_value = "target/bench")]
+    out: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run subscribers and report what they observe (started by the benchmark itself).
+    #[command(hide = true)]
+    Subscriber(subscriber::SubscriberArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,mock_master=warn,lotsync=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Some(Command::Subscriber(args)) => {
+            // Many of these run side by side on 2 cores: one thread each is enough.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(subscriber::run(args))
+        }
+        None => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(bench(cli.quick, cli.out))
+        }
+    }
+}
+
+async fn bench(quick: bool, out: PathBuf) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let machine = report::Machine::detect();
+    tracing::info!(
+        cpus = machine.cpus,
+        memory_mib = machine.memory_mib,
+        quick,
+        "benchmark starting"
+    );
+    let plan = if quick {
+        scenarios::Plan::quick()
+    } else {
+        scenarios::Plan::full()
+    };
+    let started = std::time::Instant::now();
+    let results = scenarios::run_all(plan, &out).await?;
+    let targets = report::targets(&results);
+    let report = report::Report {
+        machine,
+        quick,
+        results,
+        targets,
+    };
+
+    println!("{}", report::render(&report));
+    let json = out.join("bench.json");
+    std::fs::write(&json, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    let png = out.join("bench.png");
+    chart::draw(&report.results, &png)?;
+    println!(
+        "Wrote {} and {} in {:.0} s.",
+        json.display(),
+        png.display(),
+        started.elapsed().as_secs_f64()
+    );
+    if quick {
+        smoke_checks(&report.results)?;
+    }
+    Ok(())
+}
+
+/// What `--quick` guarantees: every scenario produced samples (no target is asserted).
+fn smoke_checks(r: &scenarios::Results) -> anyhow::Result<()> {
+    let mut empty = Vec::new();
+    let mut check = |name: &str, ok: bool| {
+        if !ok {
+            empty.push(name.to_owned());
+        }
+    };
+    check("loopback floor", r.floor.count > 0);
+    check(
+        "latency",
+        r.latency.per_subscriber.count > 0 && r.latency.never_reached == 0,
+    );
+    check("polling 1 s", r.busy.poll_1000.per_subscriber.count > 0);
+    check("polling 250 ms", r.busy.poll_250.per_subscriber.count > 0);
+    check(
+        "quiet comparison",
+        r.quiet.ours.per_subscriber.count > 0 && r.quiet.poll_1000.per_subscriber.count > 0,
+    );
+    check(
+        "requests",
+        r.latency.requests_per_s > 0.0 && r.busy.poll_1000.requests_per_s > 0.0,
+    );
+    check(
+        "fan-out",
+        !r.fanout.is_empty() && r.fanout.iter().all(|f| f.stats.per_subscriber.count > 0),
+    );
+    check(
+        "throughput",
+        r.throughput.iter().all(|t| t.bids_per_s > 0.0),
+    );
+    check(
+        "replica lag",
+        r.throughput.iter().all(|t| t.replica_lag.count > 0),
+    );
+    check("bursts", r.bursts.stats.notices > 0);
+    if !empty.is_empty() {
+        bail!(
+            "the smoke run produced no samples for: {}",
+            empty.join(", ")
+        );
+    }
+    println!("Smoke checks passed: every scenario produced samples.");
+    Ok(())
+}

@@ -1,0 +1,319 @@
+//! The report: the machine, Markdown tables of every figure with its target and
+//! PASS/MISS, and the JSON written next to the chart.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::scenarios::{Comparison, Results};
+use crate::stats::{DesignStats, Percentiles};
+
+/// The machine the figures were measured on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// Logical CPUs available to this process.
+    pub cpus: usize,
+    /// CPU model, from /proc/cpuinfo.
+    pub cpu_model: String,
+    /// Total memory, MiB, from /proc/meminfo.
+    pub memory_mib: u64,
+    /// Kernel release.
+    pub kernel: String,
+}
+
+impl Machine {
+    /// Read what the system says about itself (Linux; blanks elsewhere).
+    pub fn detect() -> Machine {
+        let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        let cpu_model = read("/proc/cpuinfo")
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|l| l.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        let memory_mib = read("/proc/meminfo")
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|l| l.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb / 1024);
+        Machine {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu_model,
+            memory_mib,
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+        }
+    }
+}
+
+/// One target of the issue and whether this run met it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    /// What is required.
+    pub what: String,
+    /// What was measured.
+    pub measured: String,
+    /// Met (`Some(true)`), missed (`Some(false)`), or not measured in this run.
+    pub met: Option<bool>,
+}
+
+/// What bench.json holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The machine.
+    pub machine: Machine,
+    /// Whether this was the `--quick` smoke run.
+    pub quick: bool,
+    /// The figures.
+    pub results: Results,
+    /// The targets.
+    pub targets: Vec<Target>,
+}
+
+fn target(what: &str, measured: String, met: Option<bool>) -> Target {
+    Target {
+        what: what.to_owned(),
+        measured,
+        met,
+    }
+}
+
+/// Stale fraction of polling divided by ours (how many times less stale we are).
+fn stale_ratio(c: &Comparison) -> f64 {
+    c.poll_1000.stale_fraction / c.ours.stale_fraction.max(1e-9)
+}
+
+/// Evaluate every target against the results.
+pub fn targets(r: &Results) -> Vec<Target> {
+    let l = &r.latency;
+    let mut t = vec![
+        target(
+            "per-subscriber p50 <= 1 ms",
+            format!("{:.2} ms", l.per_subscriber.p50),
+            Some(l.per_subscriber.p50 <= 1.0),
+        ),
+        target(
+            "per-subscriber p99 <= 5 ms",
+            format!("{:.2} ms", l.per_subscriber.p99),
+            Some(l.per_subscriber.p99 <= 5.0),
+        ),
+        target(
+            "all-subscribers p99 <= 10 ms",
+            format!("{:.2} ms", l.all_subscribers.p99),
+            Some(l.all_subscribers.p99 <= 10.0),
+        ),
+    ];
+    let big = r.fanout.iter().find(|f| f.subscribers >= 200);
+    t.push(target(
+        ">= 200 subscribers, all-subscribers p99 <= 50 ms",
+        big.map_or("not run".into(), |f| {
+            format!("{:.2} ms at {}", f.stats.all_subscribers.p99, f.subscribers)
+        }),
+        big.map(|f| f.stats.all_subscribers.p99 <= 50.0),
+    ));
+    for run in r.throughput.iter().filter(|t| t.bidders > 1) {
+        t.push(target(
+            &format!(">= 5000 bids/s with replication ({})", run.storage),
+            format!("{:.0} bids/s", run.bids_per_s),
+            Some(run.bids_per_s >= 5000.0),
+        ));
+        t.push(target(
+            &format!("replica lag p99 <= 5 ms under that load ({})", run.storage),
+            format!("{:.2} ms", run.replica_lag.p99),
+            Some(run.replica_lag.count > 0 && run.replica_lag.p99 <= 5.0),
+        ));
+    }
+    let b = &r.bursts.stats;
+    t.push(target(
+        "<= 0.3 fetches per notice in bursts",
+        format!("{:.3}", b.fetches_per_notice),
+        Some(b.notices > 0 && b.fetches_per_notice <= 0.3),
+    ));
+    for (name, c) in [("quiet", &r.quiet), ("busy", &r.busy)] {
+        let ratio = stale_ratio(c);
+        let fewer = c.ours.requests_per_s < c.poll_1000.requests_per_s;
+        t.push(target(
+            &format!(
+                "stale fraction >= 50x lower than 1 s polling, with fewer requests ({name}, {} bids/s)",
+                c.bid_rate
+            ),
+            format!(
+                "{ratio:.0}x lower; {:.2} vs {:.2} requests/s per subscriber",
+                c.ours.requests_per_s, c.poll_1000.requests_per_s
+            ),
+            Some(ratio >= 50.0 && fewer),
+        ));
+    }
+    t
+}
+
+fn pct_row(out: &mut String, name: &str, p: &Percentiles) {
+    let _ = writeln!(
+        out,
+        "| {name} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+        p.count, p.p50, p.p90, p.p99, p.p999, p.max
+    );
+}
+
+const PCT_HEADER: &str = "| | samples | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |\n|---|---:|---:|---:|---:|---:|---:|";
+
+fn comparison(out: &mut String, c: &Comparison, subscribers: u32) {
+    let _ = writeln!(
+        out,
+        "\n{subscribers} subscribers per design, {} bids/s:\n",
+        c.bid_rate
+    );
+    let _ = writeln!(
+        out,
+        "| design | staleness p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | stale fraction | requests/s per subscriber |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let row = |out: &mut String, name: &str, d: &DesignStats| {
+        let p = &d.per_subscriber;
+        let _ = writeln!(
+            out,
+            "| {name} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.5} | {:.2} |",
+            p.p50, p.p90, p.p99, p.p999, p.max, d.stale_fraction, d.requests_per_s
+        );
+    };
+    row(out, "notify, then fetch (ours)", &c.ours);
+    row(out, "polling every 1 s", &c.poll_1000);
+    row(out, "polling every 250 ms", &c.poll_250);
+    for (name, poll) in [("1 s", &c.poll_1000), ("250 ms", &c.poll_250)] {
+        let _ = writeln!(
+            out,
+            "\nvs polling every {name}: staleness p50 {:.0}x lower, p99 {:.0}x lower, stale fraction {:.0}x lower, requests x{:.2}",
+            poll.per_subscriber.p50 / c.ours.per_subscriber.p50.max(1e-6),
+            poll.per_subscriber.p99 / c.ours.per_subscriber.p99.max(1e-6),
+            poll.stale_fraction / c.ours.stale_fraction.max(1e-9),
+            c.ours.requests_per_s / poll.requests_per_s.max(1e-9),
+        );
+    }
+}
+
+/// The whole report as Markdown.
+pub fn render(report: &Report) -> String {
+    let (m, r) = (&report.machine, &report.results);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Machine: {} CPUs ({}), {} MiB RAM, Linux {}. Everything on 127.0.0.1.{}",
+        m.cpus,
+        m.cpu_model,
+        m.memory_mib,
+        m.kernel,
+        if report.quick {
+            " QUICK smoke run: small and short, not comparable."
+        } else {
+            ""
+        }
+    );
+
+    let _ = writeln!(
+        out,
+        "\n### Loopback floor (GET /healthz, one at a time, kept-alive)\n\n{PCT_HEADER}"
+    );
+    pct_row(&mut out, "round trip", &r.floor);
+
+    let l = &r.latency;
+    let _ = writeln!(
+        out,
+        "\n### Notice-to-mirror latency: {} subscriber processes, {} bids/s on {} lots, {} s\n\nCommit on the master to the lot (that version or newer) reaching a display of the subscriber.\n\n{PCT_HEADER}",
+        l.subscribers, r.plan.busy_rate, r.plan.lots, r.plan.busy_s
+    );
+    pct_row(&mut out, "per subscriber", &l.per_subscriber);
+    pct_row(&mut out, "all subscribers", &l.all_subscribers);
+    let _ = writeln!(
+        out,
+        "\nCommits: {}; never reached: {}; requests/s per subscriber: {:.1}; fetches per notice: {:.3}; per-subscriber p50 = {:.1}x the loopback floor's p50, p99 = {:.1}x its p99.",
+        l.commits,
+        l.never_reached,
+        l.requests_per_s,
+        l.fetches_per_notice,
+        l.per_subscriber.p50 / r.floor.p50.max(1e-6),
+        l.per_subscriber.p99 / r.floor.p99.max(1e-6),
+    );
+
+    let _ = writeln!(
+        out,
+        "\n### Against polling, at the busy rate (polling fleets run after ours, same load)"
+    );
+    comparison(&mut out, &r.busy, r.plan.subscribers);
+    let _ = writeln!(
+        out,
+        "\n### Against polling, at a hall's bid rate (all three fleets on one master, same bids)"
+    );
+    comparison(&mut out, &r.quiet, r.plan.subscribers);
+
+    let _ = writeln!(
+        out,
+        "\n### Fan-out ({} bids/s on {} lots, {} s each; above 50 subscribers they run as tasks, several per process)\n\n| subscribers | processes x per process | per-sub p50 ms | per-sub p99 ms | all-subs p50 ms | all-subs p99 ms | all-subs max ms | never reached |\n|---:|---|---:|---:|---:|---:|---:|---:|",
+        r.plan.fanout_rate, r.plan.lots, r.plan.fanout_s
+    );
+    for f in &r.fanout {
+        let (p, a) = (&f.stats.per_subscriber, &f.stats.all_subscribers);
+        let _ = writeln!(
+            out,
+            "| {} | {} x {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} |",
+            f.subscribers,
+            f.processes,
+            f.per_process,
+            p.p50,
+            p.p99,
+            a.p50,
+            a.p99,
+            a.max,
+            f.stats.never_reached
+        );
+    }
+
+    let _ = writeln!(
+        out,
+        "\n### Master throughput (256 lots, closed-loop bidders through the in-process handle, {} s each)\n\n| storage | bidders | bids/s | replica lag p50 ms | p99 ms | max ms | commit wait p50 ms | p99 ms |\n|---|---:|---:|---:|---:|---:|---:|---:|",
+        r.plan.throughput_s
+    );
+    for t in &r.throughput {
+        let _ = writeln!(
+            out,
+            "| {} | {}{} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            t.storage,
+            t.bidders,
+            if t.bidders == 1 {
+                " (one bid per commit)"
+            } else {
+                " (group commit)"
+            },
+            t.bids_per_s,
+            t.replica_lag.p50,
+            t.replica_lag.p99,
+            t.replica_lag.max,
+            t.commit_wait.p50,
+            t.commit_wait.p99
+        );
+    }
+
+    let b = &r.bursts.stats;
+    let _ = writeln!(
+        out,
+        "\n### Coalescing under bursts ({} hot lots, {} bids per lot every {} ms = {:.0} bids/s, {} subscribers)\n\n{PCT_HEADER}",
+        r.plan.hot_lots, r.plan.per_burst, r.plan.burst_period_ms, r.bursts.bid_rate, b.subscribers
+    );
+    pct_row(&mut out, "staleness per subscriber", &b.per_subscriber);
+    pct_row(&mut out, "staleness all subscribers", &b.all_subscribers);
+    let _ = writeln!(
+        out,
+        "\nNotices: {}; coalesced: {}; fetches per notice: {:.3}; stale fraction: {:.4}.",
+        b.notices, b.coalesced_notices, b.fetches_per_notice, b.stale_fraction
+    );
+
+    let _ = writeln!(
+        out,
+        "\n### Targets\n\n| target | measured | |\n|---|---|---|"
+    );
+    for t in &report.targets {
+        let verdict = match t.met {
+            Some(true) => "PASS",
+            Some(false) => "MISS",
+            None => "n/a",
+        };
+        let _ = writeln!(out, "| {} | {} | {verdict} |", t.what, t.measured);
+    }
+    out
+}

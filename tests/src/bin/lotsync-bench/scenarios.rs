@@ -1,0 +1,478 @@
+//! The scenarios of one benchmark run and their parameters (full and `--quick`).
+//!
+//! Each scenario starts a fresh in-memory master in this process (loopback only),
+//! creates its lots, starts its subscriber fleets, waits until every subscriber has
+//! synced, drives the bid load, lets the last versions arrive, stops the fleets and
+//! analyses what they saw.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use lotsync_tests::create_lots;
+use mock_master::Master;
+use serde::Serialize;
+
+use crate::fleet::{Fleet, FleetSpec};
+use crate::load::{self, LoadRun};
+use crate::stats::{self, DesignStats, Percentiles};
+use crate::subscriber::Mode;
+
+/// Sizes and durations of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Requests in the loopback floor measurement.
+    pub floor_requests: u32,
+    /// Subscribers in the latency and polling comparisons.
+    pub subscribers: u32,
+    /// Lots bid on in the steady scenarios.
+    pub lots: usize,
+    /// Bid rate of the latency scenario and the busy polling comparison, per second.
+    pub busy_rate: f64,
+    /// Duration of the latency scenario.
+    pub busy_s: f64,
+    /// Duration of the busy polling comparison.
+    pub busy_poll_s: f64,
+    /// Bid rate of the quiet comparison (a live auction hall), per second.
+    pub quiet_rate: f64,
+    /// Duration of the quiet comparison.
+    pub quiet_s: f64,
+    /// Fan-out sizes.
+    pub fanout: Vec<u32>,
+    /// Bid rate during fan-out.
+    pub fanout_rate: f64,
+    /// Duration of each fan-out point.
+    pub fanout_s: f64,
+    /// Duration of each throughput run.
+    pub throughput_s: f64,
+    /// Concurrent bidders for group commit.
+    pub throughput_bidders: usize,
+    /// Hot lots in the burst scenario.
+    pub hot_lots: usize,
+    /// Bids per hot lot per burst.
+    pub per_burst: usize,
+    /// Time between bursts, ms.
+    pub burst_period_ms: u64,
+    /// Subscribers in the burst scenario.
+    pub burst_subscribers: u32,
+    /// Duration of the burst scenario.
+    pub burst_s: f64,
+}
+
+impl Plan {
+    /// The full benchmark (about four minutes on 2 cores).
+    pub fn full() -> Plan {
+        Plan {
+            floor_requests: 5_000,
+            subscribers: 20,
+            lots: 20,
+            busy_rate: 100.0,
+            busy_s: 30.0,
+            busy_poll_s: 20.0,
+            quiet_rate: 0.5,
+            quiet_s: 40.0,
+            fanout: vec![1, 10, 50, 200],
+            fanout_rate: 20.0,
+            fanout_s: 15.0,
+            throughput_s: 5.0,
+            throughput_bidders: 64,
+            hot_lots: 4,
+            per_burst: 25,
+            burst_period_ms: 100,
+            burst_subscribers: 10,
+            burst_s: 15.0,
+        }
+    }
+
+    /// The smoke version: every figure, small and short (well under a minute).
+    pub fn quick() -> Plan {
+        Plan {
+            floor_requests: 500,
+            subscribers: 5,
+            lots: 10,
+            busy_rate: 50.0,
+            busy_s: 4.0,
+            busy_poll_s: 3.0,
+            quiet_rate: 2.0,
+            quiet_s: 4.0,
+            fanout: vec![1, 10],
+            fanout_rate: 20.0,
+            fanout_s: 3.0,
+            throughput_s: 1.5,
+            throughput_bidders: 32,
+            hot_lots: 2,
+            per_burst: 20,
+            burst_period_ms: 100,
+            burst_subscribers: 3,
+            burst_s: 3.0,
+        }
+    }
+}
+
+/// The three designs side by side at one bid rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// Bids per second.
+    pub bid_rate: f64,
+    /// Notify, then fetch.
+    pub ours: DesignStats,
+    /// Polling every second.
+    pub poll_1000: DesignStats,
+    /// Polling every 250 ms.
+    pub poll_250: DesignStats,
+}
+
+/// One fan-out size.
+#[derive(Debug, Clone, Serialize)]
+pub struct FanoutPoint {
+    /// Subscribers.
+    pub subscribers: u32,
+    /// Processes they ran in.
+    pub processes: u32,
+    /// Subscribers (SDK clients, as tasks) per process.
+    pub per_process: u32,
+    /// What they saw.
+    pub stats: DesignStats,
+}
+
+/// One throughput run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    /// `in-memory` (no fsync) or `durable` (files, fsync on commit).
+    pub storage: String,
+    /// Concurrent closed-loop bidders (1: every batch holds a single bid).
+    pub bidders: usize,
+    /// Accepted bids per second.
+    pub bids_per_s: f64,
+    /// Refused bids.
+    pub rejected: u64,
+    /// Commit to replica-applied, sampled bids.
+    pub replica_lag: Percentiles,
+    /// A bidder's wait for its commit.
+    pub commit_wait: Percentiles,
+}
+
+/// The burst scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bursts {
+    /// Bids per second over the run.
+    pub bid_rate: f64,
+    /// What the subscribers saw.
+    pub stats: DesignStats,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    /// Parameters.
+    pub plan: Plan,
+    /// Plain HTTP round trip on loopback.
+    pub floor: Percentiles,
+    /// Latency at `busy_rate` with `subscribers` notify subscribers, alone on the master.
+    pub latency: DesignStats,
+    /// Polling at `busy_rate` (ours from `latency`).
+    pub busy: Comparison,
+    /// All three designs at `quiet_rate`, on the same master and the same bids.
+    pub quiet: Comparison,
+    /// Latency per fan-out size.
+    pub fanout: Vec<FanoutPoint>,
+    /// Master throughput runs.
+    pub throughput: Vec<Throughput>,
+    /// Coalescing under bursts.
+    pub bursts: Bursts,
+}
+
+async fn start_master(dir: Option<&Path>) -> anyhow::Result<Master> {
+    let builder = Master::builder()
+        .heartbeat(Duration::from_secs(1))
+        .bidder("alice", "alice-token")
+        .bidder("bob", "bob-token");
+    let builder = match dir {
+        Some(dir) => builder.data_dir(dir),
+        None => builder.in_memory(),
+    };
+    builder.start().await.context("starting the master")
+}
+
+/// What drives the bids of a measured scenario.
+enum Load {
+    Steady {
+        rate: f64,
+        seconds: f64,
+    },
+    Bursts {
+        hot: usize,
+        per_burst: usize,
+        period: Duration,
+        seconds: f64,
+    },
+}
+
+/// Start a master and `fleets`, drive `load`, and analyse each fleet.
+async fn measure(
+    lots: usize,
+    fleets: &[FleetSpec],
+    load: Load,
+) -> anyhow::Result<(Vec<DesignStats>, LoadRun)> {
+    let master = start_master(None).await?;
+    let handle = master.handle();
+    let ids = create_lots(&handle, lots).await?;
+    let mut running = Vec::new();
+    let total: u32 = fleets.iter().map(|f| f.subscribers).sum();
+    let started = Instant::now();
+    for spec in fleets {
+        running.push(Fleet::spawn(master.url(), master.terminal_token(), *spec).await?);
+    }
+    let ready_timeout = Duration::from_secs(30) + Duration::from_millis(200) * total;
+    for fleet in &mut running {
+        fleet.wait_ready(ready_timeout).await?;
+    }
+    tracing::info!(subscribers = total, took = ?started.elapsed(), "subscribers ready");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let run = match load {
+        Load::Steady { rate, seconds } => {
+            load::steady(&handle, &ids, rate, Duration::from_secs_f64(seconds)).await
+        }
+        Load::Bursts {
+            hot,
+            per_burst,
+            period,
+            seconds,
+        } => {
+            load::bursts(
+                &handle,
+                &ids[..hot.min(ids.len())],
+                per_burst,
+                period,
+                Duration::from_secs_f64(seconds),
+            )
+            .await
+        }
+    };
+    // Let the last versions reach every subscriber, pollers included.
+    let slowest_poll = fleets
+        .iter()
+        .filter(|f| f.mode == Mode::Poll)
+        .map(|f| f.interval_ms)
+        .max()
+        .unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(slowest_poll + 500)).await;
+
+    let mut lines = Vec::new();
+    for fleet in running {
+        lines.extend(fleet.finish(Duration::from_secs(20)).await?.lines);
+    }
+    master.shutdown().await;
+    let stats = fleets
+        .iter()
+        .map(|f| {
+            let ids = f.first_id..f.first_id + f.subscribers;
+            stats::analyse(&lines, ids, &run.commits, run.start_us, run.end_us)
+        })
+        .collect();
+    tracing::info!(
+        commits = run.commits.len(),
+        rejected = run.rejected,
+        "load done"
+    );
+    Ok((stats, run))
+}
+
+fn fleet(mode: Mode, interval_ms: u64, subscribers: u32, first_id: u32) -> FleetSpec {
+    FleetSpec {
+        mode,
+        interval_ms,
+        subscribers,
+        first_id,
+    }
+}
+
+/// Round trips of `GET /healthz`, one at a time on a kept-alive connection, µs.
+async fn loopback_floor(requests: u32) -> anyhow::Result<Percentiles> {
+    let master = start_master(None).await?;
+    let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    let url = format!("{}/healthz", master.url());
+    let mut h = load::histogram();
+    for i in 0..requests + 100 {
+        let sent = Instant::now();
+        http.get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        if i >= 100 {
+            let _ = h.record(sent.elapsed().as_micros() as u64);
+        }
+    }
+    master.shutdown().await;
+    Ok(Percentiles::of(&h))
+}
+
+async fn throughput(
+    plan: &Plan,
+    storage: &str,
+    dir: Option<&Path>,
+    bidders: usize,
+) -> anyhow::Result<Throughput> {
+    let master = start_master(dir).await?;
+    let handle = master.handle();
+    let ids = create_lots(&handle, 256).await?;
+    let run = load::saturate(
+        &handle,
+        &ids,
+        bidders,
+        Duration::from_secs_f64(plan.throughput_s),
+        8,
+    )
+    .await;
+    master.shutdown().await;
+    let result = Throughput {
+        storage: storage.to_owned(),
+        bidders,
+        bids_per_s: run.accepted as f64 / run.elapsed.as_secs_f64(),
+        rejected: run.rejected,
+        replica_lag: Percentiles::of(&run.lag_us),
+        commit_wait: Percentiles::of(&run.commit_us),
+    };
+    tracing::info!(
+        storage,
+        bidders,
+        bids_per_s = result.bids_per_s as u64,
+        "throughput"
+    );
+    Ok(result)
+}
+
+/// Run every scenario of `plan`. `scratch` holds the durable master's files.
+pub async fn run_all(plan: Plan, scratch: &Path) -> anyhow::Result<Results> {
+    let n = plan.subscribers;
+
+    tracing::info!("loopback floor");
+    let floor = loopback_floor(plan.floor_requests).await?;
+
+    tracing::info!(
+        subscribers = n,
+        rate = plan.busy_rate,
+        "latency: notify, then fetch"
+    );
+    let (mut s, _) = measure(
+        plan.lots,
+        &[fleet(Mode::Notify, 0, n, 0)],
+        Load::Steady {
+            rate: plan.busy_rate,
+            seconds: plan.busy_s,
+        },
+    )
+    .await?;
+    let latency = s.remove(0);
+
+    tracing::info!(
+        subscribers = n,
+        rate = plan.busy_rate,
+        "polling at the same rate"
+    );
+    let (mut s, _) = measure(
+        plan.lots,
+        &[fleet(Mode::Poll, 1000, n, 0), fleet(Mode::Poll, 250, n, n)],
+        Load::Steady {
+            rate: plan.busy_rate,
+            seconds: plan.busy_poll_s,
+        },
+    )
+    .await?;
+    let busy = Comparison {
+        bid_rate: plan.busy_rate,
+        ours: latency.clone(),
+        poll_1000: s.remove(0),
+        poll_250: s.remove(0),
+    };
+
+    tracing::info!(
+        subscribers = n,
+        rate = plan.quiet_rate,
+        "all designs at a hall's bid rate"
+    );
+    let (mut s, _) = measure(
+        plan.lots,
+        &[
+            fleet(Mode::Notify, 0, n, 0),
+            fleet(Mode::Poll, 1000, n, n),
+            fleet(Mode::Poll, 250, n, 2 * n),
+        ],
+        Load::Steady {
+            rate: plan.quiet_rate,
+            seconds: plan.quiet_s,
+        },
+    )
+    .await?;
+    let quiet = Comparison {
+        bid_rate: plan.quiet_rate,
+        ours: s.remove(0),
+        poll_1000: s.remove(0),
+        poll_250: s.remove(0),
+    };
+
+    let mut fanout = Vec::new();
+    for &size in &plan.fanout {
+        tracing::info!(subscribers = size, rate = plan.fanout_rate, "fan-out");
+        let spec = fleet(Mode::Notify, 0, size, 0);
+        let (mut s, _) = measure(
+            plan.lots,
+            &[spec],
+            Load::Steady {
+                rate: plan.fanout_rate,
+                seconds: plan.fanout_s,
+            },
+        )
+        .await?;
+        let (processes, per_process) = spec.layout();
+        fanout.push(FanoutPoint {
+            subscribers: size,
+            processes,
+            per_process,
+            stats: s.remove(0),
+        });
+    }
+
+    let mut runs = Vec::new();
+    let durable = tempfile::Builder::new()
+        .prefix("bench-durable-")
+        .tempdir_in(scratch)?;
+    for (storage, dir) in [("in-memory", None), ("durable", Some(durable.path()))] {
+        for bidders in [plan.throughput_bidders, 1] {
+            let dir = dir.map(|d: &Path| d.join(format!("{bidders}")));
+            runs.push(throughput(&plan, storage, dir.as_deref(), bidders).await?);
+        }
+    }
+
+    tracing::info!(hot = plan.hot_lots, per_burst = plan.per_burst, "bursts");
+    let (mut s, run) = measure(
+        plan.lots,
+        &[fleet(Mode::Notify, 0, plan.burst_subscribers, 0)],
+        Load::Bursts {
+            hot: plan.hot_lots,
+            per_burst: plan.per_burst,
+            period: Duration::from_millis(plan.burst_period_ms),
+            seconds: plan.burst_s,
+        },
+    )
+    .await?;
+    let seconds = ((run.end_us - run.start_us) as f64 / 1e6).max(1e-3);
+    let bursts = Bursts {
+        bid_rate: run.commits.len() as f64 / seconds,
+        stats: s.remove(0),
+    };
+
+    Ok(Results {
+        plan,
+        floor,
+        latency,
+        busy,
+        quiet,
+        fanout,
+        throughput: runs,
+        bursts,
+    })
+}
