@@ -35,6 +35,8 @@ pub struct MasterConfig {
     pub chaos: Option<ChaosSettings>,
     /// Seed of every random choice the master makes (faults, demo, bots).
     pub seed: Option<u64>,
+    /// memcached servers (`HOST:PORT`) to keep warm with every lot (claim 6); empty: none.
+    pub memcached: Vec<String>,
 }
 
 impl Default for MasterConfig {
@@ -54,6 +56,7 @@ impl Default for MasterConfig {
             simulated_bidders: 0,
             chaos: None,
             seed: None,
+            memcached: Vec::new(),
         }
     }
 }
@@ -104,6 +107,9 @@ impl MasterConfig {
         sorted.dedup();
         if sorted.len() != tokens.len() {
             return Err("every role and bidder needs its own token".into());
+        }
+        if !self.memcached.is_empty() {
+            lotsync::cache::Cache::new(self.memcached.clone()).map_err(|e| e.to_string())?;
         }
         Ok(())
     }

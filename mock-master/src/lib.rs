@@ -36,6 +36,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod cache_tier;
 pub mod chaos;
 pub mod closer;
 pub mod config;

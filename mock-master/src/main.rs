@@ -76,6 +76,10 @@ struct Cli {
     /// Seed for every random choice (faults, demo, bots), to replay a run.
     #[arg(long)]
     seed: Option<u64>,
+    /// Keep these memcached servers warm with every lot (claim 6 of the method):
+    /// HOST:PORT, comma-separated or repeated. A server that is down is skipped.
+    #[arg(long, value_delimiter = ',', value_name = "HOST:PORT")]
+    memcached: Vec<String>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -137,6 +141,7 @@ impl Cli {
                 pause_replicator: self.chaos_pause_replicator,
             }),
             seed: self.seed,
+            memcached: self.memcached.clone(),
         }
     }
 }

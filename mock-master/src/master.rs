@@ -92,6 +92,16 @@ impl MasterBuilder {
         self
     }
 
+    /// Keep these memcached servers (`HOST:PORT`) warm with every lot.
+    pub fn memcached<I, S>(mut self, servers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.memcached = servers.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Log entries retained for resume and catch-up.
     pub fn log_retention(mut self, entries: usize) -> Self {
         self.config.log_retention = entries;

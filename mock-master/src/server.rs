@@ -157,6 +157,10 @@ pub async fn serve(
     for i in 0..state.config.simulated_bidders {
         tasks.spawn(crate::demo::run_bot(state.clone(), i));
     }
+    if !state.config.memcached.is_empty() {
+        let url = format!("http://{}", listener.local_addr()?);
+        tasks.spawn(crate::cache_tier::run(state.clone(), url));
+    }
     let signal = {
         let token = token.clone();
         async move {

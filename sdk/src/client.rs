@@ -77,7 +77,10 @@ impl Client {
         ClientBuilder::new(url)
     }
 
-    pub(crate) fn start(options: Options) -> Result<Client, BuildError> {
+    pub(crate) fn start(
+        options: Options,
+        cache: Option<crate::cache::Cache>,
+    ) -> Result<Client, BuildError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -109,6 +112,8 @@ impl Client {
             concurrency: options.fetch_concurrency,
             retry_base: options.retry_base,
             retry_max: options.retry_max,
+            cache,
+            cache_grace: options.cache_grace,
         };
         let sync = SyncTask::new(
             api.clone(),

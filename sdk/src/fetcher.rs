@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 
 use crate::api::Api;
 use crate::backoff;
+use crate::cache::Cache;
 use crate::error::FetchError;
 use crate::metrics::Metrics;
 use crate::mirror::{Applied, Mirror};
@@ -189,6 +190,9 @@ pub(crate) struct Fetcher {
     pub concurrency: usize,
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// memcached tier, read before the master when configured.
+    pub cache: Option<Cache>,
+    pub cache_grace: Duration,
 }
 
 impl Fetcher {
@@ -227,6 +231,22 @@ impl Fetcher {
     }
 
     async fn fetch(&self, batch: Vec<(String, Seq)>, cancel: CancellationToken) {
+        let batch = match &self.cache {
+            Some(cache) => {
+                let mut rest = self.serve_from_cache(cache, batch).await;
+                if !rest.is_empty() && !self.cache_grace.is_zero() {
+                    // The warmer got the same notice at the same moment; give it a moment.
+                    tokio::time::sleep(self.cache_grace).await;
+                    rest = self.serve_from_cache(cache, rest).await;
+                }
+                if rest.is_empty() {
+                    Metrics::inc(&self.metrics.fetches_saved);
+                    return;
+                }
+                rest
+            }
+            None => batch,
+        };
         let min_seq = batch.iter().map(|(_, want)| *want).max().unwrap_or(0);
         let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
         Metrics::inc(&self.metrics.fetches);
@@ -254,6 +274,50 @@ impl Fetcher {
                 _ = tokio::time::sleep(delay) => dirty.retry(&failed),
             }
         });
+    }
+
+    /// Apply what memcached holds at the needed version; returns the rest of the batch.
+    async fn serve_from_cache(
+        &self,
+        cache: &Cache,
+        batch: Vec<(String, Seq)>,
+    ) -> Vec<(String, Seq)> {
+        let Some(epoch) = self.mirror.epoch() else {
+            return batch;
+        };
+        let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+        let (lots, errors) = cache.get_many(&epoch, &ids).await;
+        if !errors.is_empty() {
+            Metrics::add(&self.metrics.cache_errors, errors.len() as u64);
+            debug!(errors = errors.len(), first = %errors[0], "memcached errors; asking the master");
+        }
+        let mut found: HashMap<String, crate::protocol::Lot> =
+            lots.into_iter().map(|l| (l.id.clone(), l)).collect();
+        let mut rest = Vec::new();
+        for (id, want) in batch {
+            match found.remove(&id).filter(|lot| lot.seq >= want) {
+                Some(lot) => {
+                    Metrics::inc(&self.metrics.cache_hits);
+                    let got = lot.seq;
+                    match self.mirror.apply(lot) {
+                        Applied::NotNewer { .. } => {
+                            Metrics::inc(&self.metrics.ignored_stale_versions)
+                        }
+                        Applied::Inserted | Applied::Updated { .. } => {
+                            Metrics::inc(&self.metrics.applied)
+                        }
+                    }
+                    if let Some(since) = self.dirty.done(&id, got) {
+                        self.metrics.observe_latency(since.elapsed());
+                    }
+                }
+                None => {
+                    Metrics::inc(&self.metrics.cache_misses);
+                    rest.push((id, want));
+                }
+            }
+        }
+        rest
     }
 
     /// Apply a batch response; returns the ids to retry.

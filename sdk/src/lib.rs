@@ -31,11 +31,13 @@
 //! - `fanout`: bounded per-display queues ([`Subscription`], [`Update`]).
 //! - `transport`: eventsource-client over reqwest, with an event size guard.
 //! - `api`: HTTP requests and response checks; `backoff`: jittered delays.
+//! - [`cache`]: the memcached tier: consistent hashing, CAS-guarded writes, the warmer.
 //! - `metrics`: counters and latency ([`MetricsSnapshot`]); `state`: [`ConnectionState`].
 #![deny(missing_docs)]
 
 mod api;
 mod backoff;
+pub mod cache;
 mod client;
 mod error;
 mod fanout;

@@ -28,6 +28,10 @@ pub(crate) struct Metrics {
     pub catchups: AtomicU64,
     pub reconnects: AtomicU64,
     pub display_skipped: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    pub cache_errors: AtomicU64,
+    pub fetches_saved: AtomicU64,
     /// Notice received → lot in the mirror, in microseconds. A std mutex: held for a
     /// few hundred nanoseconds, never across an await.
     latency: Mutex<Histogram<u64>>,
@@ -53,6 +57,10 @@ impl Default for Metrics {
             catchups: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             display_skipped: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
+            cache_errors: AtomicU64::new(0),
+            fetches_saved: AtomicU64::new(0),
             // 1 µs .. 1 hour at 3 significant digits; the bounds are constants, so this cannot fail.
             latency: Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 3)
@@ -105,6 +113,10 @@ impl Metrics {
             catchups: get(&self.catchups),
             reconnects: get(&self.reconnects),
             display_skipped: get(&self.display_skipped),
+            cache_hits: get(&self.cache_hits),
+            cache_misses: get(&self.cache_misses),
+            cache_errors: get(&self.cache_errors),
+            fetches_saved: get(&self.fetches_saved),
             notice_to_mirror,
         }
     }
@@ -195,6 +207,14 @@ pub struct MetricsSnapshot {
     pub reconnects: u64,
     /// Updates that slow displays skipped over (they got the newer value instead).
     pub display_skipped: u64,
+    /// Lots served from memcached instead of the master.
+    pub cache_hits: u64,
+    /// Lots looked up in memcached and not found at the needed version.
+    pub cache_misses: u64,
+    /// memcached requests that failed (the master was asked instead).
+    pub cache_errors: u64,
+    /// Master fetches the cache made unnecessary (every lot of the batch was cached).
+    pub fetches_saved: u64,
     /// Time from a notice arriving to its lot being in the mirror.
     pub notice_to_mirror: LatencySummary,
 }
@@ -207,7 +227,7 @@ impl MetricsSnapshot {
     /// assert!(text.contains("# TYPE lotsync_fetches_total counter"));
     /// ```
     pub fn to_prometheus(&self) -> String {
-        let counters: [(&str, &str, u64); 17] = [
+        let counters: [(&str, &str, u64); 21] = [
             ("notices", "Notices received", self.notices),
             (
                 "coalesced_notices",
@@ -260,6 +280,22 @@ impl MetricsSnapshot {
                 "display_skipped",
                 "Updates skipped by slow displays",
                 self.display_skipped,
+            ),
+            ("cache_hits", "Lots served from memcached", self.cache_hits),
+            (
+                "cache_misses",
+                "Lots not in memcached at the needed version",
+                self.cache_misses,
+            ),
+            (
+                "cache_errors",
+                "Failed memcached requests",
+                self.cache_errors,
+            ),
+            (
+                "fetches_saved",
+                "Master fetches made unnecessary by memcached",
+                self.fetches_saved,
             ),
         ];
         let mut out = String::new();
@@ -317,6 +353,6 @@ mod tests {
         Metrics::add(&metrics.fetches, 3);
         let text = metrics.snapshot().to_prometheus();
         assert!(text.contains("lotsync_fetches_total 3"), "{text}");
-        assert_eq!(text.matches("# TYPE").count(), 18);
+        assert_eq!(text.matches("# TYPE").count(), 22);
     }
 }

@@ -40,6 +40,11 @@ pub(crate) struct Options {
     pub request_timeout: Duration,
     /// How many times a bid is retried (same idempotency key) on network errors.
     pub bid_retries: u32,
+    /// memcached servers to read lots from before asking the master.
+    pub memcached: Vec<String>,
+    /// After a cache miss, wait this long for the warmer and look once more before
+    /// asking the master (zero: ask the master at once).
+    pub cache_grace: Duration,
 }
 
 impl Default for Options {
@@ -60,6 +65,8 @@ impl Default for Options {
             max_response_bytes: 32 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
             bid_retries: 2,
+            memcached: Vec::new(),
+            cache_grace: Duration::from_millis(3),
         }
     }
 }
@@ -84,6 +91,8 @@ impl fmt::Debug for Options {
             .field("max_response_bytes", &self.max_response_bytes)
             .field("request_timeout", &self.request_timeout)
             .field("bid_retries", &self.bid_retries)
+            .field("memcached", &self.memcached)
+            .field("cache_grace", &self.cache_grace)
             .finish()
     }
 }
@@ -244,6 +253,38 @@ impl ClientBuilder {
         self
     }
 
+    /// Read lots from these memcached servers (`HOST:PORT`, warmed by a
+    /// [`Warmer`](crate::cache::Warmer)) when the cached version is at least the
+    /// notice's; fall back to the master otherwise or on any cache error.
+    ///
+    /// ```
+    /// let builder = lotsync::Client::builder("http://127.0.0.1:8080")
+    ///     .memcached(["127.0.0.1:11211", "127.0.0.1:11212"]);
+    /// ```
+    pub fn memcached<I, S>(mut self, servers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.options.memcached = servers.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// After a cache miss, how long to give the warmer before looking once more and
+    /// then asking the master (default 3 ms; zero asks the master at once). The warmer
+    /// receives the same notice at the same moment, so a short grace turns most misses
+    /// into hits at the price of that much latency on a miss.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = lotsync::Client::builder("http://127.0.0.1:8080")
+    ///     .cache_grace(Duration::ZERO);
+    /// ```
+    pub fn cache_grace(mut self, grace: Duration) -> Self {
+        self.options.cache_grace = grace;
+        self
+    }
+
     /// Validate the options and start the client: it loads a snapshot, subscribes to
     /// notices and keeps its mirror current until shut down or dropped.
     ///
@@ -297,7 +338,25 @@ impl ClientBuilder {
                 return Err(BuildError::InvalidToken { which });
             }
         }
-        Client::start(options)
+        if options.cache_grace > Duration::from_secs(1) {
+            return Err(BuildError::InvalidOption {
+                option: "cache_grace",
+                reason: "at most 1 s".into(),
+            });
+        }
+        let cache = if options.memcached.is_empty() {
+            None
+        } else {
+            Some(
+                crate::cache::Cache::new(options.memcached.clone()).map_err(|e| {
+                    BuildError::InvalidOption {
+                        option: "memcached",
+                        reason: e.to_string(),
+                    }
+                })?,
+            )
+        };
+        Client::start(options, cache)
     }
 }
 

@@ -1,0 +1,117 @@
+//! The cache warmer: a terminal server whose "display" is memcached.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use super::{Cache, StoreOutcome};
+use crate::Client;
+use crate::fanout::Update;
+use crate::protocol::Lot;
+
+/// Counters of a [`Warmer`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WarmerStats {
+    /// Lots written to the cache.
+    pub stored: u64,
+    /// Writes skipped because the cache already held that version or a newer one.
+    pub kept_newer: u64,
+    /// Writes that failed (server down, contention); the next change of the lot, or
+    /// the next resync, writes it again.
+    pub errors: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    stored: AtomicU64,
+    kept_newer: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// Follows a master's notices through a [`Client`] and keeps every lot in a [`Cache`].
+///
+/// On start (and after every resync) it writes the whole snapshot, so a restarted
+/// warmer leaves no stale entry behind; each write is version-guarded, so it never
+/// replaces a newer entry with an older one.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = lotsync::Client::builder("http://127.0.0.1:8080").token("term").build()?;
+/// let cache = lotsync::cache::Cache::new(["127.0.0.1:11211"])?;
+/// let warmer = lotsync::cache::Warmer::start(client, cache);
+/// // ... later
+/// println!("{:?}", warmer.stats());
+/// warmer.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Warmer {
+    client: Client,
+    counters: Arc<Counters>,
+    task: JoinHandle<()>,
+}
+
+impl Warmer {
+    /// Start warming `cache` from `client`'s mirror. Needs a tokio runtime.
+    pub fn start(client: Client, cache: Cache) -> Warmer {
+        let counters = Arc::new(Counters::default());
+        let mut display = client.subscribe();
+        let mirror = client.mirror();
+        let task = {
+            let counters = counters.clone();
+            tokio::spawn(async move {
+                while let Some(update) = display.recv().await {
+                    let Some(epoch) = mirror.epoch() else {
+                        continue;
+                    };
+                    let lots: Vec<Arc<Lot>> = match update {
+                        Update::LotChanged { lot, .. } => vec![lot],
+                        Update::Snapshot { lots } | Update::Resynced { lots, .. } => lots,
+                        Update::State(_) => continue,
+                    };
+                    for lot in lots {
+                        let counter = match cache.store(&epoch, &lot).await {
+                            Ok(StoreOutcome::Stored) => &counters.stored,
+                            Ok(StoreOutcome::KeptNewer { held }) => {
+                                debug!(lot = %lot.id, held, offered = lot.seq, "cache holds a newer version");
+                                &counters.kept_newer
+                            }
+                            Err(error) => {
+                                warn!(lot = %lot.id, %error, "cache write failed");
+                                &counters.errors
+                            }
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        };
+        Warmer {
+            client,
+            counters,
+            task,
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> WarmerStats {
+        WarmerStats {
+            stored: self.counters.stored.load(Ordering::Relaxed),
+            kept_newer: self.counters.kept_newer.load(Ordering::Relaxed),
+            errors: self.counters.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The client the warmer follows the master with.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Stop the warmer and its client.
+    pub async fn shutdown(self) {
+        self.client.shutdown().await;
+        let _ = self.task.await;
+    }
+}

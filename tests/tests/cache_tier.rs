@@ -1,0 +1,358 @@
+//! The Memcache cache tier against real memcached servers: the warm path, version
+//! races, a server going down, fallback to the master, and a restarted warmer.
+//!
+//! Needs two memcached servers: `LOTSYNC_MEMCACHED` (default
+//! `127.0.0.1:21211,127.0.0.1:21212`, which `scripts/test.sh` starts). The down-server
+//! test starts and kills a memcached of its own.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use lotsync::cache::{Cache, StoreOutcome, Warmer};
+use lotsync::protocol::Lot;
+use lotsync_tests::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn servers() -> Vec<String> {
+    std::env::var("LOTSYNC_MEMCACHED")
+        .unwrap_or_else(|_| "127.0.0.1:21211,127.0.0.1:21212".into())
+        .split(',')
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A unique epoch per test, so tests sharing the servers never see each other's keys.
+fn test_epoch(name: &str) -> String {
+    format!(
+        "test-{name}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+async fn cached_versions(cache: &Cache, epoch: &str, ids: &[String]) -> Vec<Option<u64>> {
+    let mut versions = Vec::new();
+    for id in ids {
+        versions.push(
+            cache
+                .get(epoch, id)
+                .await
+                .expect("memcached reachable")
+                .map(|l| l.seq),
+        );
+    }
+    versions
+}
+
+#[tokio::test]
+async fn the_servers_are_up() {
+    let cache = Cache::new(servers()).unwrap();
+    let epoch = test_epoch("up");
+    let lot = Lot::example("probe");
+    assert_eq!(
+        cache
+            .store(&epoch, &lot)
+            .await
+            .expect("memcached must be running"),
+        StoreOutcome::Stored
+    );
+    assert_eq!(cache.get(&epoch, "probe").await.unwrap(), Some(lot));
+}
+
+#[tokio::test]
+async fn an_older_version_never_replaces_a_newer_one() {
+    let cache = Cache::new(servers()).unwrap();
+    let epoch = test_epoch("race");
+    for round in 0..20u64 {
+        let id = format!("lot-{round}");
+        let versions: Vec<Lot> = (1..=10u64)
+            .map(|seq| {
+                let mut lot = Lot::example(&id);
+                lot.seq = seq * 10 + round;
+                lot
+            })
+            .collect();
+        // Ten writers race with versions in every order; the newest must win.
+        let writes = versions.iter().rev().map(|lot| cache.store(&epoch, lot));
+        for outcome in futures::future::join_all(writes).await {
+            outcome.expect("write succeeds");
+        }
+        assert_eq!(
+            cache.get(&epoch, &id).await.unwrap().unwrap().seq,
+            100 + round
+        );
+        let stale = cache.store(&epoch, &versions[0]).await.unwrap();
+        assert_eq!(stale, StoreOutcome::KeptNewer { held: 100 + round });
+    }
+}
+
+#[tokio::test]
+async fn the_warmer_fills_the_cache_and_clients_read_from_it() {
+    let master = start_master(Duration::from_millis(200)).await.unwrap();
+    let handle = master.handle();
+    let ids = create_lots(&handle, 10).await.unwrap();
+    let cache = Cache::new(servers()).unwrap();
+    let warmer = Warmer::start(connect(&master).unwrap(), cache.clone());
+    let client = lotsync::Client::builder(master.url())
+        .token(master.terminal_token())
+        .memcached(servers())
+        .cache_grace(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    assert!(client.wait_live(WAIT).await);
+
+    for round in 0..10 {
+        for id in &ids {
+            handle
+                .place_bid("alice", id, 10_000 + round * 1_000)
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(
+        wait_converged(&handle, std::slice::from_ref(&client), WAIT)
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    let metrics = client.metrics();
+    assert!(metrics.cache_hits > 0, "{metrics:?}");
+    assert!(metrics.fetches_saved > 0, "{metrics:?}");
+
+    // The cache holds every lot at the replica's version.
+    let replica = handle.replica_lots().await.unwrap();
+    let epoch = handle.epoch();
+    let want: Vec<Option<u64>> = replica.iter().map(|l| Some(l.seq)).collect();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while cached_versions(&cache, &epoch, &ids).await != want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cache never caught up: {:?}",
+            warmer.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(warmer.stats().stored >= ids.len() as u64);
+    warmer.shutdown().await;
+    client.shutdown().await;
+    master.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_no_cache_reachable_clients_fall_back_to_the_master() {
+    let master = start_master(Duration::from_millis(200)).await.unwrap();
+    let handle = master.handle();
+    let ids = create_lots(&handle, 3).await.unwrap();
+    let nowhere = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let client = lotsync::Client::builder(master.url())
+        .token(master.terminal_token())
+        .memcached([nowhere])
+        .build()
+        .unwrap();
+    assert!(client.wait_live(WAIT).await);
+    for id in &ids {
+        handle.place_bid("bob", id, 50_000).await.unwrap();
+    }
+    assert_eq!(
+        wait_converged(&handle, std::slice::from_ref(&client), WAIT)
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    let metrics = client.metrics();
+    assert!(
+        metrics.cache_errors > 0 && metrics.cache_hits == 0,
+        "{metrics:?}"
+    );
+    client.shutdown().await;
+    master.shutdown().await;
+}
+
+/// A private memcached on a free port, killed on drop.
+struct OwnMemcached {
+    child: Child,
+    addr: String,
+}
+
+impl OwnMemcached {
+    fn start() -> OwnMemcached {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let child = Command::new("memcached")
+            .args([
+                "-u",
+                "root",
+                "-l",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-m",
+                "16",
+                "-U",
+                "0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("memcached is installed (scripts/test.sh installs it)");
+        OwnMemcached {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for OwnMemcached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_goes_down_is_skipped_not_fatal() {
+    let own = OwnMemcached::start();
+    let mut addresses = vec![own.addr.clone()];
+    addresses.extend(servers());
+    let cache = Cache::with_timeouts(
+        addresses.clone(),
+        Duration::from_millis(200),
+        Duration::from_millis(500),
+    )
+    .unwrap();
+    let epoch = test_epoch("down");
+    // Wait for the private server to accept connections, then write through it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::net::TcpStream::connect(&own.addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "private memcached never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ids: Vec<String> = (0..60).map(|i| format!("lot-{i}")).collect();
+    for id in &ids {
+        cache
+            .store(&epoch, &Lot::example(id))
+            .await
+            .expect("every server is up");
+    }
+    let only_own = Cache::new([own.addr.clone()]).unwrap();
+    let (on_own, _) = only_own.get_many(&epoch, &ids).await;
+    assert!(
+        !on_own.is_empty() && on_own.len() < ids.len(),
+        "keys are spread over the servers"
+    );
+    drop(own);
+
+    // Reads of keys the dead server owned fail once, then go to the next server on
+    // the ring (a miss there); nothing panics and every other key still reads.
+    let mut errors = 0;
+    let mut hits = 0;
+    for _ in 0..3 {
+        let (lots, errs) = cache.get_many(&epoch, &ids).await;
+        errors += errs.len();
+        hits = lots.len();
+    }
+    assert!(errors > 0, "the dead server's failure is reported");
+    assert!(
+        hits > 0 && hits < ids.len(),
+        "{hits} of {} keys still served",
+        ids.len()
+    );
+    // Writes to the dead server's keys land on the next server.
+    for id in &ids {
+        cache
+            .store(&epoch, &Lot::example(id))
+            .await
+            .expect("written to a live server");
+    }
+    assert_eq!(cache.get_many(&epoch, &ids).await.0.len(), ids.len());
+}
+
+#[tokio::test]
+async fn a_restarted_warmer_leaves_no_stale_entry() {
+    let master = start_master(Duration::from_millis(200)).await.unwrap();
+    let handle = master.handle();
+    let ids = create_lots(&handle, 5).await.unwrap();
+    let cache = Cache::new(servers()).unwrap();
+    let first = Warmer::start(connect(&master).unwrap(), cache.clone());
+    let epoch = handle.epoch();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while cached_versions(&cache, &epoch, &ids)
+        .await
+        .iter()
+        .any(Option::is_none)
+    {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.shutdown().await;
+
+    // Bids while no warmer runs leave the cache behind...
+    for id in &ids {
+        handle.place_bid("alice", id, 90_000).await.unwrap();
+    }
+    // ...until a new warmer's snapshot brings every entry up to date.
+    let second = Warmer::start(connect(&master).unwrap(), cache.clone());
+    assert!(handle.wait_replicated(handle.head(), WAIT).await);
+    let want: Vec<Option<u64>> = handle
+        .replica_lots()
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| Some(l.seq))
+        .collect();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while cached_versions(&cache, &epoch, &ids).await != want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stale entries remained: {:?}",
+            second.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    second.shutdown().await;
+    master.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_master_started_with_memcached_keeps_the_cache_warm() {
+    let master = mock_master::Master::builder()
+        .in_memory()
+        .memcached(servers())
+        .bidder("alice", "alice-token")
+        .start()
+        .await
+        .unwrap();
+    let handle = master.handle();
+    let ids = create_lots(&handle, 4).await.unwrap();
+    for id in &ids {
+        handle.place_bid("alice", id, 77_700).await.unwrap();
+    }
+    assert!(handle.wait_replicated(handle.head(), WAIT).await);
+    let want: Vec<Option<u64>> = handle
+        .replica_lots()
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| Some(l.seq))
+        .collect();
+    let cache = Cache::new(servers()).unwrap();
+    let epoch = handle.epoch();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while cached_versions(&cache, &epoch, &ids).await != want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the master's warmer never filled the cache"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    master.shutdown().await;
+}
