@@ -255,3 +255,71 @@ pub async fn saturate(
 pub fn histogram() -> Histogram<u64> {
     Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits is valid"))
 }
+
+/// `rate` bids per second offered on schedule (open loop, in 5 ms steps) for
+/// `duration`, round-robin over `lots`: what the master sustains at that rate, and the
+/// replica lag there. One bid in `sample_every` is followed to the replica.
+pub async fn paced(
+    handle: &MasterHandle,
+    lots: &[String],
+    rate: f64,
+    duration: Duration,
+    sample_every: u64,
+) -> Saturation {
+    let step = Duration::from_millis(5);
+    let per_step = rate * step.as_secs_f64();
+    let lag = Arc::new(Mutex::new(histogram()));
+    let commit = Arc::new(Mutex::new(histogram()));
+    let mut prices = Prices::new(lots);
+    let mut ticks = tokio::time::interval(step);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let (mut owed, mut n) = (0.0, 0u64);
+    let mut pending = Vec::new();
+    while started.elapsed() < duration {
+        ticks.tick().await;
+        owed += per_step;
+        while owed >= 1.0 {
+            owed -= 1.0;
+            let lot = lots[(n as usize) % lots.len()].clone();
+            let amount = prices.next(&lot);
+            let sample = n.is_multiple_of(sample_every);
+            n += 1;
+            let (handle, lag, commit) = (handle.clone(), lag.clone(), commit.clone());
+            pending.push(tokio::spawn(async move {
+                let sent = Instant::now();
+                let bid = handle.place_bid("alice", &lot, amount).await.ok()?;
+                let _ = commit
+                    .lock()
+                    .await
+                    .record(sent.elapsed().as_micros() as u64);
+                if sample
+                    && handle
+                        .wait_replicated(bid.seq, Duration::from_secs(10))
+                        .await
+                {
+                    let us = (now_us() - bid.at.timestamp_micros()).max(0) as u64;
+                    let _ = lag.lock().await.record(us);
+                }
+                Some(())
+            }));
+        }
+    }
+    let elapsed = started.elapsed();
+    let (mut accepted, mut rejected) = (0, 0);
+    for task in pending {
+        match task.await {
+            Ok(Some(())) => accepted += 1,
+            _ => rejected += 1,
+        }
+    }
+    let lag_us = lag.lock().await.clone();
+    let commit_us = commit.lock().await.clone();
+    Saturation {
+        accepted,
+        rejected,
+        elapsed,
+        lag_us,
+        commit_us,
+    }
+}

@@ -64,10 +64,9 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,mock_master=warn,lotsync=warn")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            EnvFilter::new("info,mock_master=warn,lotsync=warn,lotsync_bench=info")
+        }))
         .with_writer(std::io::stderr)
         .init();
     match cli.command {

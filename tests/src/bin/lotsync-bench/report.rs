@@ -109,17 +109,31 @@ pub fn targets(r: &Results) -> Vec<Target> {
         }),
         big.map(|f| f.stats.all_subscribers.p99 <= 50.0),
     ));
-    for run in r.throughput.iter().filter(|t| t.bidders > 1) {
-        t.push(target(
-            &format!(">= 5000 bids/s with replication ({})", run.storage),
-            format!("{:.0} bids/s", run.bids_per_s),
-            Some(run.bids_per_s >= 5000.0),
-        ));
-        t.push(target(
-            &format!("replica lag p99 <= 5 ms under that load ({})", run.storage),
-            format!("{:.2} ms", run.replica_lag.p99),
-            Some(run.replica_lag.count > 0 && run.replica_lag.p99 <= 5.0),
-        ));
+    for run in &r.throughput {
+        if run.load == "group commit" {
+            t.push(target(
+                &format!(
+                    ">= 5000 bids/s with replication ({}, group commit)",
+                    run.storage
+                ),
+                format!("{:.0} bids/s at most", run.bids_per_s),
+                Some(run.bids_per_s >= 5000.0),
+            ));
+        }
+        if run.load == "sustained" {
+            let held = run.bids_per_s >= 0.95 * run.offered_per_s && run.offered_per_s >= 5000.0;
+            t.push(target(
+                &format!(
+                    "5000 bids/s sustained, replica lag p99 <= 5 ms ({}, offered {:.0}/s)",
+                    run.storage, run.offered_per_s
+                ),
+                format!(
+                    "{:.0} bids/s accepted, lag p99 {:.2} ms",
+                    run.bids_per_s, run.replica_lag.p99
+                ),
+                Some(held && run.replica_lag.count > 0 && run.replica_lag.p99 <= 5.0),
+            ));
+        }
     }
     let b = &r.bursts.stats;
     t.push(target(
@@ -222,11 +236,13 @@ pub fn render(report: &Report) -> String {
     pct_row(&mut out, "all subscribers", &l.all_subscribers);
     let _ = writeln!(
         out,
-        "\nCommits: {}; never reached: {}; requests/s per subscriber: {:.1}; fetches per notice: {:.3}; per-subscriber p50 = {:.1}x the loopback floor's p50, p99 = {:.1}x its p99.",
+        "\nCommits: {}; never reached: {}; requests/s per subscriber: {:.1}; fetches per notice: {:.3}; the SDK's own notice-to-mirror time (the fetch): p50 {:.3} ms, p99 {:.3} ms; per-subscriber p50 = {:.1}x the loopback floor's p50, p99 = {:.1}x its p99.",
         l.commits,
         l.never_reached,
         l.requests_per_s,
         l.fetches_per_notice,
+        l.sdk_notice_to_mirror_p50,
+        l.sdk_notice_to_mirror_p99,
         l.per_subscriber.p50 / r.floor.p50.max(1e-6),
         l.per_subscriber.p99 / r.floor.p99.max(1e-6),
     );
@@ -266,19 +282,18 @@ pub fn render(report: &Report) -> String {
 
     let _ = writeln!(
         out,
-        "\n### Master throughput (256 lots, closed-loop bidders through the in-process handle, {} s each)\n\n| storage | bidders | bids/s | replica lag p50 ms | p99 ms | max ms | commit wait p50 ms | p99 ms |\n|---|---:|---:|---:|---:|---:|---:|---:|",
+        "\n### Master throughput (256 lots, bids through the in-process handle, {} s each; closed-loop bidders as fast as they are answered, or an open-loop offered rate)\n\n| storage | load | bids/s accepted | replica lag p50 ms | p99 ms | max ms | commit wait p50 ms | p99 ms |\n|---|---|---:|---:|---:|---:|---:|---:|",
         r.plan.throughput_s
     );
     for t in &r.throughput {
         let _ = writeln!(
             out,
-            "| {} | {}{} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            "| {} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
             t.storage,
-            t.bidders,
-            if t.bidders == 1 {
-                " (one bid per commit)"
-            } else {
-                " (group commit)"
+            match t.load.as_str() {
+                "sustained" => format!("{:.0} bids/s offered (open loop)", t.offered_per_s),
+                "one bid per commit" => "1 bidder: one bid per commit".to_owned(),
+                _ => format!("{} bidders: group commit", t.bidders),
             },
             t.bids_per_s,
             t.replica_lag.p50,
@@ -299,8 +314,14 @@ pub fn render(report: &Report) -> String {
     pct_row(&mut out, "staleness all subscribers", &b.all_subscribers);
     let _ = writeln!(
         out,
-        "\nNotices: {}; coalesced: {}; fetches per notice: {:.3}; stale fraction: {:.4}.",
-        b.notices, b.coalesced_notices, b.fetches_per_notice, b.stale_fraction
+        "\nNotices: {}; coalesced: {}; fetches per notice: {:.3}; fetch retries: {}; stale fraction: {:.4}; the SDK's notice-to-mirror p50 {:.3} ms, p99 {:.3} ms.",
+        b.notices,
+        b.coalesced_notices,
+        b.fetches_per_notice,
+        b.retries,
+        b.stale_fraction,
+        b.sdk_notice_to_mirror_p50,
+        b.sdk_notice_to_mirror_p99
     );
 
     let _ = writeln!(

@@ -47,6 +47,8 @@ pub struct Plan {
     pub throughput_s: f64,
     /// Concurrent bidders for group commit.
     pub throughput_bidders: usize,
+    /// Offered rate of the sustained run, bids per second.
+    pub sustained_rate: f64,
     /// Hot lots in the burst scenario.
     pub hot_lots: usize,
     /// Bids per hot lot per burst.
@@ -74,8 +76,9 @@ impl Plan {
             fanout: vec![1, 10, 50, 200],
             fanout_rate: 20.0,
             fanout_s: 15.0,
-            throughput_s: 5.0,
+            throughput_s: 4.0,
             throughput_bidders: 64,
+            sustained_rate: 5_000.0,
             hot_lots: 4,
             per_burst: 25,
             burst_period_ms: 100,
@@ -100,6 +103,7 @@ impl Plan {
             fanout_s: 3.0,
             throughput_s: 1.5,
             throughput_bidders: 32,
+            sustained_rate: 2_000.0,
             hot_lots: 2,
             per_burst: 20,
             burst_period_ms: 100,
@@ -140,8 +144,13 @@ pub struct FanoutPoint {
 pub struct Throughput {
     /// `in-memory` (no fsync) or `durable` (files, fsync on commit).
     pub storage: String,
-    /// Concurrent closed-loop bidders (1: every batch holds a single bid).
+    /// How bids were offered: `group commit`, `one bid per commit` or `sustained`.
+    pub load: String,
+    /// Concurrent closed-loop bidders (1: every batch holds a single bid); 0 for the
+    /// open-loop sustained run.
     pub bidders: usize,
+    /// Offered rate of the sustained run (0 for closed loop).
+    pub offered_per_s: f64,
     /// Accepted bids per second.
     pub bids_per_s: f64,
     /// Refused bids.
@@ -310,27 +319,40 @@ async fn loopback_floor(requests: u32) -> anyhow::Result<Percentiles> {
     Ok(Percentiles::of(&h))
 }
 
+/// How a throughput run offers its bids.
+#[derive(Debug, Clone, Copy)]
+enum Offer {
+    /// Closed loop with this many concurrent bidders.
+    Bidders(usize),
+    /// Open loop at this many bids per second.
+    Rate(f64),
+}
+
 async fn throughput(
     plan: &Plan,
     storage: &str,
     dir: Option<&Path>,
-    bidders: usize,
+    offer: Offer,
 ) -> anyhow::Result<Throughput> {
     let master = start_master(dir).await?;
     let handle = master.handle();
     let ids = create_lots(&handle, 256).await?;
-    let run = load::saturate(
-        &handle,
-        &ids,
-        bidders,
-        Duration::from_secs_f64(plan.throughput_s),
-        8,
-    )
-    .await;
+    let duration = Duration::from_secs_f64(plan.throughput_s);
+    let run = match offer {
+        Offer::Bidders(n) => load::saturate(&handle, &ids, n, duration, 8).await,
+        Offer::Rate(rate) => load::paced(&handle, &ids, rate, duration, 8).await,
+    };
     master.shutdown().await;
+    let (load, bidders, offered_per_s) = match offer {
+        Offer::Bidders(1) => ("one bid per commit", 1, 0.0),
+        Offer::Bidders(n) => ("group commit", n, 0.0),
+        Offer::Rate(rate) => ("sustained", 0, rate),
+    };
     let result = Throughput {
         storage: storage.to_owned(),
+        load: load.to_owned(),
         bidders,
+        offered_per_s,
         bids_per_s: run.accepted as f64 / run.elapsed.as_secs_f64(),
         rejected: run.rejected,
         replica_lag: Percentiles::of(&run.lag_us),
@@ -338,7 +360,7 @@ async fn throughput(
     };
     tracing::info!(
         storage,
-        bidders,
+        load,
         bids_per_s = result.bids_per_s as u64,
         "throughput"
     );
@@ -441,9 +463,14 @@ pub async fn run_all(plan: Plan, scratch: &Path) -> anyhow::Result<Results> {
         .prefix("bench-durable-")
         .tempdir_in(scratch)?;
     for (storage, dir) in [("in-memory", None), ("durable", Some(durable.path()))] {
-        for bidders in [plan.throughput_bidders, 1] {
-            let dir = dir.map(|d: &Path| d.join(format!("{bidders}")));
-            runs.push(throughput(&plan, storage, dir.as_deref(), bidders).await?);
+        let offers = [
+            Offer::Bidders(plan.throughput_bidders),
+            Offer::Bidders(1),
+            Offer::Rate(plan.sustained_rate),
+        ];
+        for (i, offer) in offers.into_iter().enumerate() {
+            let dir = dir.map(|d: &Path| d.join(i.to_string()));
+            runs.push(throughput(&plan, storage, dir.as_deref(), offer).await?);
         }
     }
 

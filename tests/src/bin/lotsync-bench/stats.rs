@@ -83,6 +83,13 @@ pub struct DesignStats {
     pub notices: u64,
     /// Notices that caused no fetch of their own, all subscribers.
     pub coalesced_notices: u64,
+    /// Fetches retried (failure, or an answer older than the notice), all subscribers.
+    pub retries: u64,
+    /// The SDK's notice-arrived-to-mirror median, mean over subscribers, ms: the part
+    /// of the latency spent fetching (the rest is commit to notice, and delivery).
+    pub sdk_notice_to_mirror_p50: f64,
+    /// The same at p99, mean over subscribers, ms.
+    pub sdk_notice_to_mirror_p99: f64,
 }
 
 /// Analyse the lines of the subscribers with ids in `subs` against `commits`, for the
@@ -98,7 +105,7 @@ pub fn analyse(
     // version order: a mirror never goes back.
     let mut seen: HashMap<(u32, &str), Vec<(u64, i64)>> = HashMap::new();
     let mut ready: HashMap<u32, (i64, u64)> = HashMap::new();
-    let mut finals: HashMap<u32, (i64, u64, u64, u64, u64)> = HashMap::new();
+    let mut finals: HashMap<u32, (i64, [u64; 5], u64, u64)> = HashMap::new();
     for line in lines {
         match line {
             Line::Observed {
@@ -126,8 +133,12 @@ pub fn analyse(
                 fetches,
                 notices,
                 coalesced,
+                retries,
+                n2m_p50_us,
+                n2m_p99_us,
             } if subs.contains(sub) => {
-                finals.insert(*sub, (*at_us, *requests, *fetches, *notices, *coalesced));
+                let counters = [*requests, *fetches, *notices, *coalesced, *retries];
+                finals.insert(*sub, (*at_us, counters, *n2m_p50_us, *n2m_p99_us));
             }
             _ => {}
         }
@@ -167,9 +178,14 @@ pub fn analyse(
 
     let n = subs.len();
     let mut rates = Vec::new();
-    let (mut fetches, mut notices, mut coalesced) = (0, 0, 0);
+    let (mut fetches, mut notices, mut coalesced, mut retries) = (0, 0, 0, 0);
+    let (mut n2m50, mut n2m99) = (Vec::new(), Vec::new());
     for sub in subs {
-        if let (Some((t0, r0)), Some((t1, r1, f, nn, c))) = (ready.get(&sub), finals.get(&sub)) {
+        if let (Some((t0, r0)), Some((t1, [r1, f, nn, c, retried], p50, p99))) =
+            (ready.get(&sub), finals.get(&sub))
+        {
+            n2m50.push(*p50 as f64 / 1000.0);
+            n2m99.push(*p99 as f64 / 1000.0);
             let seconds = (t1 - t0) as f64 / 1e6;
             if seconds > 0.0 {
                 rates.push(r1.saturating_sub(*r0) as f64 / seconds);
@@ -177,13 +193,10 @@ pub fn analyse(
             fetches += f;
             notices += nn;
             coalesced += c;
+            retries += retried;
         }
     }
-    let rate = if rates.is_empty() {
-        0.0
-    } else {
-        rates.iter().sum::<f64>() / rates.len() as f64
-    };
+    let rate = mean(&rates);
     DesignStats {
         subscribers: n,
         commits: commits.len(),
@@ -200,6 +213,17 @@ pub fn analyse(
         },
         notices,
         coalesced_notices: coalesced,
+        retries,
+        sdk_notice_to_mirror_p50: mean(&n2m50),
+        sdk_notice_to_mirror_p99: mean(&n2m99),
+    }
+}
+
+fn mean(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        0.0
+    } else {
+        values.iter().sum::<f64>() / values.len() as f64
     }
 }
 

@@ -73,7 +73,9 @@ pub enum Line {
         committed_us: i64,
         observed_us: i64,
     },
-    /// `M id at requests fetches notices coalesced`: counters at exit.
+    /// `M id at requests fetches notices coalesced retries n2m_p50 n2m_p99`: counters
+    /// at exit, and the SDK's own notice-arrived-to-mirror percentiles (µs; 0 when
+    /// polling).
     Final {
         sub: u32,
         at_us: i64,
@@ -81,6 +83,9 @@ pub enum Line {
         fetches: u64,
         notices: u64,
         coalesced: u64,
+        retries: u64,
+        n2m_p50_us: u64,
+        n2m_p99_us: u64,
     },
 }
 
@@ -107,7 +112,12 @@ impl Line {
                 fetches,
                 notices,
                 coalesced,
-            } => format!("M {sub} {at_us} {requests} {fetches} {notices} {coalesced}"),
+                retries,
+                n2m_p50_us,
+                n2m_p99_us,
+            } => format!(
+                "M {sub} {at_us} {requests} {fetches} {notices} {coalesced} {retries} {n2m_p50_us} {n2m_p99_us}"
+            ),
         }
     }
 
@@ -136,6 +146,9 @@ impl Line {
                 fetches: f.next()?.parse().ok()?,
                 notices: f.next()?.parse().ok()?,
                 coalesced: f.next()?.parse().ok()?,
+                retries: f.next()?.parse().ok()?,
+                n2m_p50_us: f.next()?.parse().ok()?,
+                n2m_p99_us: f.next()?.parse().ok()?,
             },
             _ => return None,
         };
@@ -277,6 +290,9 @@ async fn notify(
         fetches: m.fetches,
         notices: m.notices,
         coalesced: m.coalesced_notices,
+        retries: m.retries,
+        n2m_p50_us: m.notice_to_mirror.p50.as_micros() as u64,
+        n2m_p99_us: m.notice_to_mirror.p99.as_micros() as u64,
     });
     client.shutdown().await;
     Ok(())
@@ -326,6 +342,9 @@ async fn poll(
         fetches: poller.polls,
         notices: 0,
         coalesced: 0,
+        retries: 0,
+        n2m_p50_us: 0,
+        n2m_p99_us: 0,
     });
     Ok(())
 }
@@ -388,6 +407,9 @@ mod tests {
                 fetches: 6,
                 notices: 8,
                 coalesced: 2,
+                retries: 1,
+                n2m_p50_us: 700,
+                n2m_p99_us: 1500,
             },
         ];
         for line in lines {
