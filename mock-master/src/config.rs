@@ -6,12 +6,19 @@ use std::time::Duration;
 use lotsync::protocol::ChaosSettings;
 
 pub use crate::store::Storage;
+pub use crate::store::engine::DbUrl;
 
 /// Everything a master needs to start.
 #[derive(Clone)]
 pub struct MasterConfig {
-    /// Where the primary and replica databases live.
+    /// Where the primary and replica databases live (SQLite files), unless
+    /// [`MasterConfig::primary`] or [`MasterConfig::replica`] name another database.
     pub storage: Storage,
+    /// The first database (SQLite file, PostgreSQL or MariaDB); `None`: `primary.db`
+    /// under `storage`.
+    pub primary: Option<DbUrl>,
+    /// The second database, the one fetches read; `None`: `replica.db` under `storage`.
+    pub replica: Option<DbUrl>,
     /// Bearer token of the admin role.
     pub admin_token: String,
     /// Bearer token of the terminal role (terminal servers reading notices and lots).
@@ -45,6 +52,8 @@ impl Default for MasterConfig {
     fn default() -> Self {
         MasterConfig {
             storage: Storage::InMemory,
+            primary: None,
+            replica: None,
             admin_token: random_token(),
             terminal_token: random_token(),
             bidders: Vec::new(),
@@ -67,6 +76,8 @@ impl fmt::Debug for MasterConfig {
         let bidders: Vec<&str> = self.bidders.iter().map(|(name, _)| name.as_str()).collect();
         f.debug_struct("MasterConfig")
             .field("storage", &self.storage)
+            .field("primary", &self.primary)
+            .field("replica", &self.replica)
             .field("admin_token", &"<hidden>")
             .field("terminal_token", &"<hidden>")
             .field("bidders", &bidders)
@@ -87,6 +98,9 @@ impl MasterConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.log_retention == 0 {
             return Err("log retention must be at least 1".into());
+        }
+        if self.primary.is_some() && self.primary == self.replica {
+            return Err("the primary and the replica must be different databases".into());
         }
         if self.heartbeat.is_zero() {
             return Err("the heartbeat interval must be positive".into());

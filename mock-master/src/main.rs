@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use lotsync::protocol::ChaosSettings;
+use mock_master::config::DbUrl;
 use mock_master::{MasterConfig, Storage};
 
 /// A runnable lotsync master: primary database, operation log, replica, notices over
@@ -25,6 +26,16 @@ struct Cli {
     /// Keep the databases in a throwaway directory deleted at shutdown (new epoch each start).
     #[arg(long)]
     in_memory: bool,
+    /// The first database: sqlite:PATH (or a path), postgres://USER@HOST:PORT/DB or
+    /// mysql://USER@HOST:PORT/DB (MariaDB) [default: primary.db in --data-dir].
+    #[arg(long, value_name = "URL")]
+    #[arg(env = "LOTSYNC_PRIMARY", hide_env_values = true)]
+    primary: Option<DbUrl>,
+    /// The second database, which fetches read; same forms as --primary
+    /// [default: replica.db in --data-dir].
+    #[arg(long, value_name = "URL")]
+    #[arg(env = "LOTSYNC_REPLICA", hide_env_values = true)]
+    replica: Option<DbUrl>,
     /// Admin bearer token [default: random, printed at start].
     #[arg(long, env = "LOTSYNC_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -120,6 +131,8 @@ impl Cli {
             } else {
                 Storage::Dir(self.data_dir.clone())
             },
+            primary: self.primary.clone(),
+            replica: self.replica.clone(),
             admin_token: self.admin_token.clone().unwrap_or(defaults.admin_token),
             terminal_token: self
                 .terminal_token

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config::{MasterConfig, Storage};
+use crate::config::{DbUrl, MasterConfig, Storage};
 use crate::http::errors::ApiError;
 use crate::server::{self, AppState};
 use crate::store::StoreError;
@@ -47,6 +47,30 @@ impl MasterBuilder {
     /// Keep the databases under `dir` (created if missing); they survive restarts.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.config.storage = Storage::Dir(dir.into());
+        self
+    }
+
+    /// Keep the first database here: a SQLite file, or a PostgreSQL or MariaDB
+    /// database (default: `primary.db` in the data directory).
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let master = mock_master::Master::builder()
+    ///     .primary("mysql://root@127.0.0.1:3306/lots".parse()?)
+    ///     .replica("postgres://postgres@127.0.0.1:5432/lots".parse()?)
+    ///     .start()
+    ///     .await?;
+    /// # master.shutdown().await; Ok(()) }
+    /// ```
+    pub fn primary(mut self, url: DbUrl) -> Self {
+        self.config.primary = Some(url);
+        self
+    }
+
+    /// Keep the second database (the one fetches read) here (default: `replica.db`
+    /// in the data directory).
+    pub fn replica(mut self, url: DbUrl) -> Self {
+        self.config.replica = Some(url);
         self
     }
 

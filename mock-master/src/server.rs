@@ -71,6 +71,8 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let options = StoreOptions {
             storage: config.storage.clone(),
+            primary: config.primary.clone(),
+            replica: config.replica.clone(),
             log_retention: config.log_retention,
             anti_snipe: config.anti_snipe,
         };

@@ -1,44 +1,33 @@
 //! The store: write paths, the log, group commit, the replicator across a crash, epochs.
+//! Every test runs on each engine pair (see `on_every_engine!`).
 
 mod common;
 
 use std::time::Duration;
 
 use chrono::Utc;
+use common::engines::{Databases, Db, Engine};
 use common::{config, open_lot, replicated};
 use lotsync::protocol::{ChaosPatch, LotStatus, OpKind};
+use mock_master::AppState;
 use mock_master::store::StoreError;
-use mock_master::{AppState, MasterConfig, Storage};
-use rusqlite::Connection;
+use mock_master::store::engine::Value;
 
-fn dir_config(dir: &std::path::Path) -> MasterConfig {
-    MasterConfig {
-        storage: Storage::Dir(dir.to_owned()),
-        ..config()
-    }
-}
+crate::on_every_engine!(
+    add_replace_and_status_only_paths,
+    log_is_gap_free_and_rejected_commands_take_no_sequence,
+    concurrent_bids_are_group_committed_and_strictly_rising,
+    replicator_resumes_exactly_once_after_a_crash,
+    epoch_is_kept_by_the_databases_and_new_elsewhere,
+    a_replica_from_another_epoch_is_rebuilt,
+    idempotent_bids_are_placed_once,
+    anti_sniping_extends_and_the_closer_settles,
+    old_history_is_pruned_but_not_past_the_replica,
+);
 
-fn oplog(dir: &std::path::Path) -> Vec<(u64, String, String)> {
-    let conn = Connection::open(dir.join("primary.db")).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT seq, lot_id, kind FROM oplog ORDER BY seq")
-        .unwrap();
-    stmt.query_map([], |r| {
-        Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?))
-    })
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
-}
-
-fn count(dir: &std::path::Path, db: &str, sql: &str) -> i64 {
-    let conn = Connection::open(dir.join(db)).unwrap();
-    conn.query_row(sql, [], |r| r.get(0)).unwrap()
-}
-
-#[tokio::test]
-async fn add_replace_and_status_only_paths() {
-    let state = AppState::open(config()).unwrap();
+async fn add_replace_and_status_only_paths(p: Engine, r: Engine) {
+    let dbs = Databases::new(p, r);
+    let state = AppState::open(dbs.config()).unwrap();
     let store = &state.store;
     let (lot, created) = store.put_lot("car-1", open_lot("Volvo V70")).await.unwrap();
     assert!(created);
@@ -95,10 +84,9 @@ async fn add_replace_and_status_only_paths() {
     state.store.shutdown().await;
 }
 
-#[tokio::test]
-async fn log_is_gap_free_and_rejected_commands_take_no_sequence() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = AppState::open(dir_config(dir.path())).unwrap();
+async fn log_is_gap_free_and_rejected_commands_take_no_sequence(p: Engine, r: Engine) {
+    let dbs = Databases::new(p, r);
+    let state = AppState::open(dbs.config()).unwrap();
     let store = &state.store;
     store.put_lot("a", open_lot("A")).await.unwrap();
     assert!(matches!(
@@ -126,7 +114,7 @@ async fn log_is_gap_free_and_rejected_commands_take_no_sequence() {
             status: LotStatus::Withdrawn
         })
     ));
-    let log = oplog(dir.path());
+    let log = dbs.oplog();
     let expected = [(1, "upsert"), (2, "bid"), (3, "bid"), (4, "status")];
     assert_eq!(log.len(), expected.len());
     for ((seq, lot, kind), (want_seq, want_kind)) in log.iter().zip(expected) {
@@ -144,10 +132,9 @@ async fn log_is_gap_free_and_rejected_commands_take_no_sequence() {
     state.store.shutdown().await;
 }
 
-#[tokio::test]
-async fn concurrent_bids_are_group_committed_and_strictly_rising() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = AppState::open(dir_config(dir.path())).unwrap();
+async fn concurrent_bids_are_group_committed_and_strictly_rising(p: Engine, r: Engine) {
+    let dbs = Databases::new(p, r);
+    let state = AppState::open(dbs.config()).unwrap();
     let lots = ["l0", "l1", "l2", "l3"];
     for id in lots {
         state.store.put_lot(id, open_lot(id)).await.unwrap();
@@ -183,7 +170,7 @@ async fn concurrent_bids_are_group_committed_and_strictly_rising() {
             "{id}: {on_lot:?}"
         );
     }
-    let log = oplog(dir.path());
+    let log = dbs.oplog();
     let seqs: Vec<u64> = log.iter().map(|e| e.0).collect();
     assert_eq!(seqs, (1..=(4 + accepted.len() as u64)).collect::<Vec<_>>());
     // Far fewer commits than commands: they were grouped.
@@ -203,13 +190,12 @@ async fn concurrent_bids_are_group_committed_and_strictly_rising() {
     state.store.shutdown().await;
 }
 
-#[tokio::test]
-async fn replicator_resumes_exactly_once_after_a_crash() {
-    let dir = tempfile::tempdir().unwrap();
+async fn replicator_resumes_exactly_once_after_a_crash(p: Engine, r: Engine) {
+    let dbs = Databases::new(p, r);
     let epoch;
     let head;
     {
-        let state = AppState::open(dir_config(dir.path())).unwrap();
+        let state = AppState::open(dbs.config()).unwrap();
         epoch = state.store.epoch().to_owned();
         state.store.put_lot("a", open_lot("A")).await.unwrap();
         state.store.put_lot("b", open_lot("B")).await.unwrap();
@@ -243,62 +229,39 @@ async fn replicator_resumes_exactly_once_after_a_crash() {
         state.store.shutdown().await;
     }
     assert_eq!(
-        count(
-            dir.path(),
-            "replica.db",
-            "SELECT applied_seq FROM replication_state"
-        ),
+        dbs.int(Db::Replica, "SELECT applied_seq FROM replication_state"),
         7
     );
-    assert_eq!(
-        count(dir.path(), "replica.db", "SELECT count(*) FROM bids"),
-        5
-    );
+    assert_eq!(dbs.int(Db::Replica, "SELECT count(*) FROM bids"), 5);
 
-    let mut reopened = dir_config(dir.path());
+    let mut reopened = dbs.config();
     reopened.chaos = None;
     let state = AppState::open(reopened).unwrap();
-    assert_eq!(
-        state.store.epoch(),
-        epoch,
-        "same data directory, same epoch"
-    );
+    assert_eq!(state.store.epoch(), epoch, "same databases, same epoch");
     replicated(&state, head).await;
     let (applied, replica, _) = state.store.replica_lots(None).await.unwrap();
     assert_eq!(applied, head);
     assert_eq!(replica, state.store.primary_lots().await.unwrap());
     state.store.shutdown().await;
+    assert_eq!(dbs.int(Db::Replica, "SELECT count(*) FROM bids"), 10);
     assert_eq!(
-        count(dir.path(), "replica.db", "SELECT count(*) FROM bids"),
+        dbs.int(Db::Replica, "SELECT count(DISTINCT seq) FROM bids"),
         10
     );
     assert_eq!(
-        count(
-            dir.path(),
-            "replica.db",
-            "SELECT count(DISTINCT seq) FROM bids"
-        ),
-        10
-    );
-    assert_eq!(
-        count(
-            dir.path(),
-            "replica.db",
-            "SELECT applied_seq FROM replication_state"
-        ),
+        dbs.int(Db::Replica, "SELECT applied_seq FROM replication_state"),
         12
     );
 }
 
-#[tokio::test]
-async fn epoch_is_kept_by_a_data_dir_and_new_elsewhere() {
-    let dir = tempfile::tempdir().unwrap();
-    let first = AppState::open(dir_config(dir.path())).unwrap();
+async fn epoch_is_kept_by_the_databases_and_new_elsewhere(p: Engine, r: Engine) {
+    let dbs = Databases::new(p, r);
+    let first = AppState::open(dbs.config()).unwrap();
     let epoch = first.store.epoch().to_owned();
     first.store.put_lot("a", open_lot("A")).await.unwrap();
     first.store.shutdown().await;
     drop(first);
-    let again = AppState::open(dir_config(dir.path())).unwrap();
+    let again = AppState::open(dbs.config()).unwrap();
     assert_eq!(again.store.epoch(), epoch);
     assert_eq!(again.store.notices().head(), 1);
     assert_eq!(
@@ -308,8 +271,8 @@ async fn epoch_is_kept_by_a_data_dir_and_new_elsewhere() {
     );
     again.store.shutdown().await;
 
-    let other = tempfile::tempdir().unwrap();
-    let fresh = AppState::open(dir_config(other.path())).unwrap();
+    let other = Databases::new(p, r);
+    let fresh = AppState::open(other.config()).unwrap();
     assert_ne!(fresh.store.epoch(), epoch);
     let memory = AppState::open(config()).unwrap();
     let memory2 = AppState::open(config()).unwrap();
@@ -319,10 +282,9 @@ async fn epoch_is_kept_by_a_data_dir_and_new_elsewhere() {
     }
 }
 
-#[tokio::test]
-async fn a_replica_from_another_epoch_is_rebuilt() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = AppState::open(dir_config(dir.path())).unwrap();
+async fn a_replica_from_another_epoch_is_rebuilt(p: Engine, r: Engine) {
+    let dbs = Databases::new(p, r);
+    let state = AppState::open(dbs.config()).unwrap();
     state.store.put_lot("a", open_lot("A")).await.unwrap();
     state
         .store
@@ -331,11 +293,13 @@ async fn a_replica_from_another_epoch_is_rebuilt() {
         .unwrap();
     state.store.shutdown().await;
     drop(state);
-    Connection::open(dir.path().join("replica.db"))
-        .unwrap()
-        .execute_batch("UPDATE meta SET value = 'other' WHERE key = 'epoch'; DELETE FROM lots;")
-        .unwrap();
-    let state = AppState::open(dir_config(dir.path())).unwrap();
+    dbs.execute(
+        Db::Replica,
+        "UPDATE meta SET value = ? WHERE \"key\" = ?",
+        &[Value::from("other"), Value::from("epoch")],
+    );
+    dbs.execute(Db::Replica, "DELETE FROM lots", &[]);
+    let state = AppState::open(dbs.config()).unwrap();
     assert_eq!(state.store.notices().applied(), 2);
     assert_eq!(
         state.store.replica_lots(None).await.unwrap().1,
@@ -344,9 +308,9 @@ async fn a_replica_from_another_epoch_is_rebuilt() {
     state.store.shutdown().await;
 }
 
-#[tokio::test]
-async fn idempotent_bids_are_placed_once() {
-    let state = AppState::open(config()).unwrap();
+async fn idempotent_bids_are_placed_once(p: Engine, r: Engine) {
+    let dbs = Databases::new(p, r);
+    let state = AppState::open(dbs.config()).unwrap();
     let store = &state.store;
     store.put_lot("a", open_lot("A")).await.unwrap();
     let first = store
@@ -377,9 +341,9 @@ async fn idempotent_bids_are_placed_once() {
     state.store.shutdown().await;
 }
 
-#[tokio::test]
-async fn anti_sniping_extends_and_the_closer_settles() {
-    let state = AppState::open(config()).unwrap();
+async fn anti_sniping_extends_and_the_closer_settles(p: Engine, r: Engine) {
+    let dbs = Databases::new(p, r);
+    let state = AppState::open(dbs.config()).unwrap();
     let store = &state.store;
     let mut input = open_lot("Late");
     input.ends_at = Utc::now() + chrono::Duration::seconds(3);
@@ -425,10 +389,9 @@ async fn anti_sniping_extends_and_the_closer_settles() {
     state.store.shutdown().await;
 }
 
-#[tokio::test]
-async fn old_history_is_pruned_but_not_past_the_replica() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = dir_config(dir.path());
+async fn old_history_is_pruned_but_not_past_the_replica(p: Engine, r: Engine) {
+    let dbs = Databases::new(p, r);
+    let mut cfg = dbs.config();
     cfg.log_retention = 10;
     let state = AppState::open(cfg).unwrap();
     state.store.put_lot("a", open_lot("A")).await.unwrap();
@@ -445,6 +408,6 @@ async fn old_history_is_pruned_but_not_past_the_replica() {
     replicated(&state, 50).await;
     state.store.put_lot("b", open_lot("B")).await.unwrap();
     state.store.shutdown().await;
-    let kept = count(dir.path(), "primary.db", "SELECT count(*) FROM oplog");
+    let kept = dbs.int(Db::Primary, "SELECT count(*) FROM oplog");
     assert!((10..50).contains(&kept), "{kept} entries kept");
 }

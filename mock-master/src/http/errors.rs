@@ -105,6 +105,9 @@ impl From<StoreError> for ApiError {
             StoreError::Closed
             | StoreError::Corrupt(_)
             | StoreError::Sqlite(_)
+            | StoreError::Postgres(_)
+            | StoreError::MySql(_)
+            | StoreError::BadUrl(_)
             | StoreError::Io(_) => {
                 tracing::error!(error = %e, "store failure");
                 ApiError::internal("internal error")

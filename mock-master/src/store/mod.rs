@@ -1,5 +1,7 @@
-//! The master's storage: a primary SQLite database written by one thread, an operation
-//! log inside it, and a replica SQLite database the replicator keeps up to date.
+//! The master's storage: a primary database written by one thread, an operation log
+//! inside it, and a replica database the replicator keeps up to date. Each of the two
+//! is SQLite (the default: files under the data directory), PostgreSQL or MariaDB, in
+//! any combination; the logic above [`engine`] is the same for all.
 //!
 //! - [`primary`]: the single writer. Commands arrive over a channel; each batch runs in
 //!   one transaction (group commit), each command in its own savepoint, and every
@@ -7,16 +9,18 @@
 //! - [`oplog`]: the operations and their encoding.
 //! - [`replicator`]: tails the log and executes each entry on the replica, recording the
 //!   applied position in the same transaction.
-//! - [`replica`]: read-only connections on the replica, used to answer fetches.
-//! - [`schema`]: tables and the row helpers both databases share.
+//! - [`replica`]: pooled read connections on the replica, used to answer fetches.
+//! - [`schema`]: migrations and the row helpers both databases share.
+//! - [`engine`]: the connection trait, the SQL dialects and one driver per engine.
 
+pub mod engine;
 pub mod oplog;
 pub mod primary;
 pub mod replica;
 pub mod replicator;
 pub mod schema;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -27,9 +31,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::chaos::Chaos;
 use crate::metrics::Metrics;
 use crate::notices::Notices;
+use engine::{Access, DbUrl, Durability};
 use primary::Command;
-use replica::ReplicaReader;
-use schema::Durability;
+use replica::Readers;
+use schema::Role;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +77,15 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed (or could not be reached).
+    #[error("PostgreSQL error: {0}")]
+    Postgres(#[from] postgres::Error),
+    /// MariaDB failed (or could not be reached).
+    #[error("MariaDB error: {0}")]
+    MySql(#[from] mysql::Error),
+    /// A database URL is not usable.
+    #[error("bad database URL: {0}")]
+    BadUrl(String),
     /// A file operation failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -91,16 +105,20 @@ impl StoreError {
             StoreError::Closed
             | StoreError::Corrupt(_)
             | StoreError::Sqlite(_)
+            | StoreError::Postgres(_)
+            | StoreError::MySql(_)
+            | StoreError::BadUrl(_)
             | StoreError::Io(_) => codes::INTERNAL,
         }
     }
 }
 
-/// Where the databases live.
+/// Where the SQLite databases live (`primary.db` and `replica.db`), unless a database
+/// server is named for that role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Storage {
     /// Files under this directory, created if missing; fsync on commit.
-    Dir(PathBuf),
+    Dir(std::path::PathBuf),
     /// A throwaway temporary directory, deleted at shutdown; no fsync.
     InMemory,
 }
@@ -108,8 +126,12 @@ pub enum Storage {
 /// Settings the store needs.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Where the databases live.
+    /// Where the SQLite databases live.
     pub storage: Storage,
+    /// The first database, instead of `primary.db` under `storage`.
+    pub primary: Option<DbUrl>,
+    /// The second database, instead of `replica.db` under `storage`.
+    pub replica: Option<DbUrl>,
     /// Log entries kept (in the database and in memory).
     pub log_retention: usize,
     /// Window before the end in which a bid extends the lot (zero: off).
@@ -135,8 +157,10 @@ pub struct Store {
 struct Inner {
     /// Commands to the writer thread; the only way anything reaches the primary.
     writer: mpsc::UnboundedSender<Command>,
-    reader: ReplicaReader,
-    primary_path: PathBuf,
+    /// Answers fetches.
+    reader: Readers,
+    /// Reads the primary for tests and the demo driver.
+    primary_reader: Readers,
     epoch: String,
     notices: Arc<Notices>,
     /// Background threads, joined at shutdown so the databases are closed cleanly.
@@ -146,19 +170,33 @@ struct Inner {
 }
 
 impl Store {
-    /// Open (or create) the databases, bring the replica in line with the primary's
-    /// epoch, load the notice ring from the log, and start the writer and replicator.
+    /// Open (or create) the databases and run their migrations, bring the replica in
+    /// line with the primary's epoch, load the notice ring from the log, and start the
+    /// writer and replicator.
     pub fn open(
         options: &StoreOptions,
         chaos: Arc<Chaos>,
         metrics: Arc<Metrics>,
     ) -> Result<Store, StoreError> {
+        // Connecting to PostgreSQL starts a small runtime, which may not happen on a
+        // thread that runs async code; do the blocking part on a thread of its own.
+        engine::off_runtime(|| Store::open_blocking(options, chaos, metrics))
+    }
+
+    fn open_blocking(
+        options: &StoreOptions,
+        chaos: Arc<Chaos>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Store, StoreError> {
+        let needs_dir = options.primary.is_none() || options.replica.is_none();
         let (dir, temp, durability) = match &options.storage {
             Storage::Dir(dir) => {
-                std::fs::create_dir_all(dir)?;
+                if needs_dir {
+                    std::fs::create_dir_all(dir)?;
+                }
                 (dir.clone(), None, Durability::Full)
             }
-            Storage::InMemory => {
+            Storage::InMemory if needs_dir => {
                 let shm = Path::new("/dev/shm");
                 let temp = if shm.is_dir() {
                     tempfile::Builder::new()
@@ -169,17 +207,27 @@ impl Store {
                 };
                 (temp.path().to_owned(), Some(temp), Durability::Off)
             }
+            Storage::InMemory => (Default::default(), None, Durability::Off),
         };
+        let primary_url =
+            (options.primary.clone()).unwrap_or_else(|| DbUrl::Sqlite(dir.join("primary.db")));
+        let replica_url =
+            (options.replica.clone()).unwrap_or_else(|| DbUrl::Sqlite(dir.join("replica.db")));
+        if primary_url == replica_url {
+            return Err(StoreError::BadUrl(format!(
+                "the primary and the replica are the same database ({primary_url})"
+            )));
+        }
         let retention = options.log_retention.max(1);
-        let primary_path = dir.join("primary.db");
-        let replica_path = dir.join("replica.db");
 
-        let writer_conn = schema::open_primary(&primary_path, durability)?;
-        let epoch = primary::ensure_epoch(&writer_conn)?;
-        let (head, ring) = primary::load_tail(&writer_conn, retention)?;
-        let replica_conn = schema::open_replica(&replica_path, durability)?;
-        let log_conn = schema::open_read_only(&primary_path)?;
-        let applied = replicator::bootstrap(&replica_conn, &log_conn, &epoch)?;
+        let mut writer_conn = engine::connect(&primary_url, Access::Write(durability))?;
+        schema::migrate(&mut *writer_conn, Role::Primary)?;
+        let epoch = primary::ensure_epoch(&mut *writer_conn)?;
+        let (head, ring) = primary::load_tail(&mut *writer_conn, retention)?;
+        let mut replica_conn = engine::connect(&replica_url, Access::Write(durability))?;
+        schema::migrate(&mut *replica_conn, Role::Replica)?;
+        let mut log_conn = engine::connect(&primary_url, Access::Read)?;
+        let applied = replicator::bootstrap(&mut *replica_conn, &mut *log_conn, &epoch)?;
         let notices = Arc::new(Notices::new(epoch.clone(), retention, ring, head, applied));
 
         let (tx, rx) = mpsc::unbounded_channel();
@@ -199,13 +247,13 @@ impl Store {
         let replicator_thread = std::thread::Builder::new()
             .name("lotsync-replicator".into())
             .spawn(move || replicator.run())?;
-        tracing::info!(dir = %dir.display(), %epoch, head, applied, "store open");
+        tracing::info!(primary = %primary_url, replica = %replica_url, %epoch, head, applied, "store open");
 
         Ok(Store {
             inner: Arc::new(Inner {
                 writer: tx,
-                reader: ReplicaReader::new(replica_path),
-                primary_path,
+                reader: Readers::new(replica_url),
+                primary_reader: Readers::new(primary_url),
                 epoch,
                 notices,
                 threads: Mutex::new(vec![writer_thread, replicator_thread]),
@@ -302,14 +350,7 @@ impl Store {
 
     /// Every lot as the primary holds it (for tests and the demo driver).
     pub async fn primary_lots(&self) -> Result<Vec<Lot>, StoreError> {
-        let path = self.inner.primary_path.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = schema::open_read_only(&path)?;
-            let tx = conn.transaction()?;
-            schema::load_all_lots(&tx)
-        })
-        .await
-        .map_err(|e| StoreError::Corrupt(format!("reader panicked: {e}")))?
+        self.inner.primary_reader.read(schema::load_all_lots).await
     }
 
     /// Log entries after `after` (at most `limit`), from the in-memory ring.
@@ -327,9 +368,13 @@ impl Store {
         self.inner.notices.stop();
         let threads: Vec<_> =
             std::mem::take(&mut *self.inner.threads.lock().expect("threads lock"));
+        let readers = [self.inner.reader.clone(), self.inner.primary_reader.clone()];
         let _ = tokio::task::spawn_blocking(move || {
             for thread in threads {
                 let _ = thread.join();
+            }
+            for r in readers {
+                r.close();
             }
         })
         .await;

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lotsync::protocol::{Bid, Lot, LotInput, LotStatus, Money, Notice, OpKind, Seq};
-use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::engine::{Conn, args};
 use super::oplog::Op;
 use super::schema::{self, fmt_time, parse_time};
 use super::{BidOutcome, StoreError};
@@ -71,7 +71,7 @@ pub enum Command {
 }
 
 /// Read the epoch from `meta`, creating a random one for a new database.
-pub fn ensure_epoch(conn: &Connection) -> Result<String, StoreError> {
+pub fn ensure_epoch(conn: &mut dyn Conn) -> Result<String, StoreError> {
     if let Some(epoch) = schema::meta_get(conn, "epoch")? {
         return Ok(epoch);
     }
@@ -81,30 +81,24 @@ pub fn ensure_epoch(conn: &Connection) -> Result<String, StoreError> {
 }
 
 /// The log's head and its last `retention` entries as notices.
-pub fn load_tail(conn: &Connection, retention: usize) -> Result<(Seq, Vec<Notice>), StoreError> {
-    let head: Option<i64> = conn.query_row("SELECT max(seq) FROM oplog", [], |r| r.get(0))?;
-    let head = head.unwrap_or(0) as Seq;
+pub fn load_tail(conn: &mut dyn Conn, retention: usize) -> Result<(Seq, Vec<Notice>), StoreError> {
+    let (_, head) = schema::log_bounds(conn)?;
     let from = head.saturating_sub(retention as Seq);
-    let mut stmt =
-        conn.prepare("SELECT seq, lot_id, kind, at FROM oplog WHERE seq > ?1 ORDER BY seq")?;
-    let rows = stmt.query_map([from as i64], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-        ))
-    })?;
-    let mut tail = Vec::new();
-    for row in rows {
-        let (seq, lot_id, kind, at) = row?;
-        tail.push(Notice {
-            seq: seq as Seq,
-            lot_id,
-            kind: parse_kind(&kind)?,
-            at: parse_time(&at)?,
-        });
-    }
+    let rows = conn.query(
+        "SELECT seq, lot_id, kind, at FROM oplog WHERE seq > ? ORDER BY seq",
+        args![from as i64],
+    )?;
+    let tail = rows
+        .iter()
+        .map(|r| {
+            Ok(Notice {
+                seq: r.int(0)? as Seq,
+                lot_id: r.text(1)?,
+                kind: parse_kind(&r.text(2)?)?,
+                at: parse_time(&r.text(3)?)?,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
     Ok((head, tail))
 }
 
@@ -117,7 +111,7 @@ fn parse_kind(kind: &str) -> Result<OpKind, StoreError> {
 
 /// The writer thread's state.
 pub struct Writer {
-    conn: Connection,
+    conn: Box<dyn Conn>,
     notices: std::sync::Arc<Notices>,
     metrics: std::sync::Arc<Metrics>,
     /// Last sequence committed (or, inside a batch, appended).
@@ -139,7 +133,7 @@ enum Done {
 impl Writer {
     /// A writer continuing the log at `head`.
     pub fn new(
-        conn: Connection,
+        conn: Box<dyn Conn>,
         notices: std::sync::Arc<Notices>,
         metrics: std::sync::Arc<Metrics>,
         head: Seq,
@@ -212,16 +206,29 @@ impl Writer {
         }
     }
 
-    /// Execute a batch in one transaction, one savepoint per command.
+    /// Execute a batch in one transaction, one savepoint per command; on any database
+    /// error the whole transaction is rolled back.
     fn run_batch(
         &mut self,
         batch: Vec<Command>,
         notices: &mut Vec<Notice>,
         done: &mut Vec<Done>,
     ) -> Result<(), StoreError> {
-        let mut tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        self.conn.begin_write()?;
+        let result = self.run_commands(batch, notices, done);
+        let result = result.and_then(|()| self.conn.commit());
+        if result.is_err() {
+            let _ = self.conn.rollback();
+        }
+        result
+    }
+
+    fn run_commands(
+        &mut self,
+        batch: Vec<Command>,
+        notices: &mut Vec<Notice>,
+        done: &mut Vec<Done>,
+    ) -> Result<(), StoreError> {
         // Microseconds: the precision times are stored with, so primary and replica agree.
         let at = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
         for command in batch {
@@ -230,26 +237,27 @@ impl Writer {
             }
             let sp_head = self.head;
             let sp_len = notices.len();
-            let sp = tx.savepoint()?;
+            self.conn.batch("SAVEPOINT command")?;
             let outcome = Ctx {
-                conn: &sp,
+                conn: &mut *self.conn,
                 head: &mut self.head,
                 notices,
                 at,
                 anti_snipe: self.anti_snipe,
             }
             .execute(command);
-            if outcome.ok() {
-                sp.commit()?;
+            let ok = outcome.ok();
+            done.push(outcome);
+            if ok {
+                self.conn.batch("RELEASE SAVEPOINT command")?;
             } else {
-                // Dropping the savepoint rolls this command back (and releases it).
-                drop(sp);
+                // A rejected command leaves nothing behind and takes no sequence.
                 self.head = sp_head;
                 notices.truncate(sp_len);
+                self.conn.batch("ROLLBACK TO SAVEPOINT command")?;
+                self.conn.batch("RELEASE SAVEPOINT command")?;
             }
-            done.push(outcome);
         }
-        tx.commit()?;
         Ok(())
     }
 
@@ -263,7 +271,7 @@ impl Writer {
         }
         match self
             .conn
-            .execute("DELETE FROM oplog WHERE seq < ?1", [limit as i64])
+            .execute("DELETE FROM oplog WHERE seq < ?", args![limit as i64])
         {
             Ok(_) => self.oldest_in_db = limit,
             Err(e) => tracing::warn!(error = %e, "pruning the log failed"),
@@ -311,7 +319,7 @@ impl Done {
 
 /// One command's view of the open transaction.
 struct Ctx<'a> {
-    conn: &'a Connection,
+    conn: &'a mut dyn Conn,
     head: &'a mut Seq,
     notices: &'a mut Vec<Notice>,
     at: DateTime<Utc>,
@@ -338,17 +346,16 @@ impl Ctx<'_> {
     /// Append an operation to the log with the next sequence and execute it.
     fn append(&mut self, lot_id: &str, op: &Op) -> Result<Lot, StoreError> {
         let seq = *self.head + 1;
-        self.conn
-            .prepare_cached(
-                "INSERT INTO oplog (seq, lot_id, kind, op, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
+        self.conn.execute(
+            "INSERT INTO oplog (seq, lot_id, kind, op, at) VALUES (?, ?, ?, ?, ?)",
+            args![
                 seq as i64,
                 lot_id,
                 op.kind().as_str(),
                 op.encode(),
                 fmt_time(self.at)
-            ])?;
+            ],
+        )?;
         let lot = schema::execute_op(self.conn, seq, lot_id, op, self.at)?;
         *self.head = seq;
         self.notices.push(Notice {
@@ -360,7 +367,7 @@ impl Ctx<'_> {
         Ok(lot)
     }
 
-    fn with_bids(&self, mut lot: Lot) -> Result<Lot, StoreError> {
+    fn with_bids(&mut self, mut lot: Lot) -> Result<Lot, StoreError> {
         lot.recent_bids = schema::recent_bids(self.conn, &lot.id)?;
         Ok(lot)
     }
@@ -427,14 +434,12 @@ impl Ctx<'_> {
     ) -> Result<BidOutcome, StoreError> {
         let request_hash = format!("{lot_id}\n{amount}");
         if let Some(key) = key {
-            let seen: Option<(String, String)> = self
-                .conn
-                .prepare_cached(
-                    "SELECT request_hash, response FROM idempotency WHERE bidder = ?1 AND key = ?2",
-                )?
-                .query_row(params![bidder, key], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            if let Some((hash, response)) = seen {
+            let seen = self.conn.query_opt(
+                "SELECT request_hash, response FROM idempotency WHERE bidder = ? AND \"key\" = ?",
+                args![bidder, key],
+            )?;
+            if let Some(row) = seen {
+                let (hash, response) = (row.text(0)?, row.text(1)?);
                 if hash != request_hash {
                     return Err(StoreError::IdempotencyConflict);
                 }
@@ -484,9 +489,10 @@ impl Ctx<'_> {
         self.append(lot_id, &op)?;
         if let Some(key) = key {
             let response = serde_json::to_string(&bid).expect("a Bid always serialises");
-            self.conn
-                .prepare_cached("INSERT INTO idempotency (bidder, key, request_hash, response) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![bidder, key, request_hash, response])?;
+            self.conn.execute(
+                "INSERT INTO idempotency (bidder, \"key\", request_hash, response) VALUES (?, ?, ?, ?)",
+                args![bidder, key, request_hash, response],
+            )?;
         }
         Ok(BidOutcome {
             bid,
@@ -499,12 +505,14 @@ impl Ctx<'_> {
         let now_ms = now.timestamp_millis();
         let due: Vec<(String, String)> = self
             .conn
-            .prepare_cached(
-                "SELECT id, status FROM lots WHERE (status = 'open' AND ends_at_ms <= ?1)
-                 OR (status = 'scheduled' AND starts_at_ms <= ?1) ORDER BY ends_at_ms, id",
+            .query(
+                "SELECT id, status FROM lots WHERE (status = 'open' AND ends_at_ms <= ?)
+                 OR (status = 'scheduled' AND starts_at_ms <= ?) ORDER BY ends_at_ms, id",
+                args![now_ms, now_ms],
             )?
-            .query_map([now_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?)))
+            .collect::<Result<_, StoreError>>()?;
         let mut written = 0;
         for (id, status) in due {
             if status == "scheduled" {

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lotsync::protocol::Seq;
-use rusqlite::{Connection, params};
 
 use super::StoreError;
+use super::engine::{Conn, args};
 use super::oplog::{Entry, Op};
 use super::schema::{self, parse_time};
 use crate::chaos::Chaos;
@@ -28,61 +28,54 @@ const IDLE: Duration = Duration::from_millis(100);
 /// is ahead of the primary, or is behind the retained log is rebuilt from the primary's
 /// rows (one consistent read) with `applied = head`. Returns the applied sequence.
 pub fn bootstrap(
-    replica: &Connection,
-    primary: &Connection,
+    replica: &mut dyn Conn,
+    primary: &mut dyn Conn,
     epoch: &str,
 ) -> Result<Seq, StoreError> {
-    let read = primary.unchecked_transaction()?;
-    let head: Option<i64> = read.query_row("SELECT max(seq) FROM oplog", [], |r| r.get(0))?;
-    let oldest: Option<i64> = read.query_row("SELECT min(seq) FROM oplog", [], |r| r.get(0))?;
-    let (head, oldest) = (head.unwrap_or(0) as Seq, oldest.unwrap_or(0) as Seq);
+    let (oldest, head) = schema::in_snapshot(primary, schema::log_bounds)?;
     let followed = schema::meta_get(replica, "epoch")?;
-    let applied: i64 = replica.query_row(
-        "SELECT applied_seq FROM replication_state WHERE id = 0",
-        [],
-        |r| r.get(0),
-    )?;
-    let applied = applied as Seq;
+    let applied = schema::applied_seq(replica)?;
     let reachable = applied == head || (applied < head && applied + 1 >= oldest);
     if followed.as_deref() == Some(epoch) && reachable {
         return Ok(applied);
     }
     tracing::info!(head, applied, "rebuilding the replica from the primary");
-    let lots: Vec<String> = read
-        .prepare("SELECT data FROM lots")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    let bids: Vec<(i64, String, String, i64, String)> = read
-        .prepare("SELECT seq, lot_id, bidder, amount, at FROM bids")?
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
-        .collect::<Result<_, _>>()?;
-    drop(read);
-    let tx = replica.unchecked_transaction()?;
-    tx.execute_batch("DELETE FROM lots; DELETE FROM bids;")?;
-    for data in lots {
-        schema::write_lot(&tx, &schema::decode_lot(&data)?)?;
+    let (head, lots, bids) = schema::in_snapshot(primary, |conn| {
+        let (_, head) = schema::log_bounds(conn)?;
+        let lots = conn
+            .query("SELECT data FROM lots", &[])?
+            .iter()
+            .map(|r| schema::decode_lot(&r.text(0)?))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((head, lots, schema::load_all_bids(conn)?))
+    })?;
+    replica.begin_write()?;
+    let rebuilt = (|| {
+        replica.execute("DELETE FROM lots", &[])?;
+        replica.execute("DELETE FROM bids", &[])?;
+        for lot in &lots {
+            schema::write_lot(replica, lot)?;
+        }
+        for bid in &bids {
+            schema::write_bid(replica, bid)?;
+        }
+        schema::set_applied_seq(replica, head)?;
+        schema::meta_set(replica, "epoch", epoch)?;
+        replica.commit()
+    })();
+    if rebuilt.is_err() {
+        let _ = replica.rollback();
     }
-    for (seq, lot_id, bidder, amount, at) in bids {
-        tx.execute(
-            "INSERT INTO bids (seq, lot_id, bidder, amount, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![seq, lot_id, bidder, amount, at],
-        )?;
-    }
-    tx.execute(
-        "UPDATE replication_state SET applied_seq = ?1 WHERE id = 0",
-        [head as i64],
-    )?;
-    schema::meta_set(&tx, "epoch", epoch)?;
-    tx.commit()?;
+    rebuilt?;
     Ok(head)
 }
 
 /// The replicator thread's state.
 pub struct Replicator {
-    replica: Connection,
-    log: Connection,
+    /// The replica, written only by this thread.
+    replica: Box<dyn Conn>,
+    /// The primary, read for the log.
+    log: Box<dyn Conn>,
     notices: Arc<Notices>,
     chaos: Arc<Chaos>,
     applied: Seq,
@@ -91,8 +84,8 @@ pub struct Replicator {
 impl Replicator {
     /// A replicator continuing from `applied`.
     pub fn new(
-        replica: Connection,
-        log: Connection,
+        replica: Box<dyn Conn>,
+        log: Box<dyn Conn>,
         notices: Arc<Notices>,
         chaos: Arc<Chaos>,
         applied: Seq,
@@ -154,29 +147,21 @@ impl Replicator {
     }
 
     /// Read up to `limit` entries after the applied position.
-    fn read_entries(&self, limit: usize) -> Result<Vec<Entry>, StoreError> {
-        let mut stmt = self.log.prepare_cached(
-            "SELECT seq, lot_id, op, at FROM oplog WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    fn read_entries(&mut self, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        let rows = self.log.query(
+            "SELECT seq, lot_id, op, at FROM oplog WHERE seq > ? ORDER BY seq LIMIT ?",
+            args![self.applied as i64, limit as i64],
         )?;
-        let rows = stmt.query_map(params![self.applied as i64, limit as i64], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-            ))
-        })?;
-        let mut entries = Vec::new();
-        for row in rows {
-            let (seq, lot_id, op, at) = row?;
-            entries.push(Entry {
-                seq: seq as Seq,
-                lot_id,
-                op: Op::decode(&op)?,
-                at: parse_time(&at)?,
-            });
-        }
-        Ok(entries)
+        rows.iter()
+            .map(|r| {
+                Ok(Entry {
+                    seq: r.int(0)? as Seq,
+                    lot_id: r.text(1)?,
+                    op: Op::decode(&r.text(2)?)?,
+                    at: parse_time(&r.text(3)?)?,
+                })
+            })
+            .collect()
     }
 
     /// Execute entries on the replica and record the new applied position, in one
@@ -186,21 +171,25 @@ impl Replicator {
             return Ok(None);
         };
         let first = self.applied + 1;
-        let tx = self.replica.transaction()?;
-        for (expected, entry) in (first..).zip(entries) {
-            if entry.seq != expected {
-                return Err(StoreError::Corrupt(format!(
-                    "log gap: expected {expected}, found {}",
-                    entry.seq
-                )));
+        let replica = &mut *self.replica;
+        replica.begin_write()?;
+        let applied = (|| {
+            for (expected, entry) in (first..).zip(entries) {
+                if entry.seq != expected {
+                    return Err(StoreError::Corrupt(format!(
+                        "log gap: expected {expected}, found {}",
+                        entry.seq
+                    )));
+                }
+                schema::execute_op(replica, entry.seq, &entry.lot_id, &entry.op, entry.at)?;
             }
-            schema::execute_op(&tx, entry.seq, &entry.lot_id, &entry.op, entry.at)?;
+            // Same transaction as the rows: a crash keeps both or neither.
+            schema::set_applied_seq(replica, last)?;
+            replica.commit()
+        })();
+        if applied.is_err() {
+            let _ = replica.rollback();
         }
-        tx.execute(
-            "UPDATE replication_state SET applied_seq = ?1 WHERE id = 0",
-            [last as i64],
-        )?;
-        tx.commit()?;
-        Ok(Some(last))
+        applied.map(|()| Some(last))
     }
 }

@@ -1,130 +1,131 @@
-//! Table definitions, connection settings and the row helpers both databases share.
+//! Table definitions (the migrations run at start) and the row helpers both databases
+//! share.
 //!
 //! The primary and the replica hold lots and bids in the same shape, so the code that
-//! reads a lot or executes an [`Op`] is written once and run against either.
-
-use std::path::Path;
+//! reads a lot or executes an [`Op`] is written once and runs against either, on any
+//! engine: the SQL here is the same for all of them, and the dialect fills in what
+//! differs (types, upsert syntax).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use lotsync::protocol::{Bid, Lot, RECENT_BIDS, Seq};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::StoreError;
+use super::engine::{Conn, args};
 use super::oplog::Op;
 
 /// Tables common to both databases: lots (JSON data plus the columns the closer
-/// queries) and bids.
-const LOT_TABLES: &str = "
-CREATE TABLE IF NOT EXISTS lots (
-    id TEXT PRIMARY KEY,
-    data TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    starts_at_ms INTEGER NOT NULL,
-    ends_at_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS bids (
-    seq INTEGER PRIMARY KEY,
-    lot_id TEXT NOT NULL,
-    bidder TEXT NOT NULL,
-    amount INTEGER NOT NULL,
-    at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS bids_by_lot ON bids (lot_id, seq);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-";
+/// queries), bids, and `meta` (the epoch the database belongs to).
+const LOT_TABLES: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS lots (
+        id {key} PRIMARY KEY,
+        data {text} NOT NULL,
+        seq {int} NOT NULL,
+        status {key} NOT NULL,
+        starts_at_ms {int} NOT NULL,
+        ends_at_ms {int} NOT NULL
+    ){opts}",
+    "CREATE TABLE IF NOT EXISTS bids (
+        seq {int} PRIMARY KEY,
+        lot_id {key} NOT NULL,
+        bidder {key} NOT NULL,
+        amount {int} NOT NULL,
+        at {key} NOT NULL
+    ){opts}",
+    "CREATE INDEX IF NOT EXISTS bids_by_lot ON bids (lot_id, seq)",
+    "CREATE TABLE IF NOT EXISTS meta (\"key\" {key} PRIMARY KEY, value {text} NOT NULL){opts}",
+];
 
 /// Primary-only tables: the operation log and remembered idempotent bids.
-const PRIMARY_TABLES: &str = "
-CREATE TABLE IF NOT EXISTS oplog (
-    seq INTEGER PRIMARY KEY,
-    lot_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    op TEXT NOT NULL,
-    at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS idempotency (
-    bidder TEXT NOT NULL,
-    key TEXT NOT NULL,
-    request_hash TEXT NOT NULL,
-    response TEXT NOT NULL,
-    PRIMARY KEY (bidder, key)
-);
-";
+const PRIMARY_TABLES: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS oplog (
+        seq {int} PRIMARY KEY,
+        lot_id {key} NOT NULL,
+        kind {key} NOT NULL,
+        op {text} NOT NULL,
+        at {key} NOT NULL
+    ){opts}",
+    "CREATE TABLE IF NOT EXISTS idempotency (
+        bidder {key} NOT NULL,
+        \"key\" {key} NOT NULL,
+        request_hash {text} NOT NULL,
+        response {text} NOT NULL,
+        PRIMARY KEY (bidder, \"key\")
+    ){opts}",
+];
 
 /// Replica-only table: how far the log has been applied.
-const REPLICA_TABLES: &str = "
-CREATE TABLE IF NOT EXISTS replication_state (
-    id INTEGER PRIMARY KEY CHECK (id = 0),
-    applied_seq INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO replication_state (id, applied_seq) VALUES (0, 0);
-";
+const REPLICA_TABLES: &[&str] = &["CREATE TABLE IF NOT EXISTS replication_state (
+        id {int} PRIMARY KEY CHECK (id = 0),
+        applied_seq {int} NOT NULL
+    ){opts}"];
 
-/// How durable a database's commits are.
+/// Which database a connection holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// fsync on every commit: an acknowledged write survives a power cut.
-    Full,
-    /// No fsync: for throwaway in-memory masters.
-    Off,
+pub enum Role {
+    /// The first database: lots, bids, the log, idempotency keys.
+    Primary,
+    /// The second database: lots, bids, the applied position.
+    Replica,
 }
 
-fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    let sync = match durability {
-        Durability::Full => "FULL",
-        Durability::Off => "OFF",
+/// Create the role's tables if they are missing (idempotent; run at every start).
+pub fn migrate(conn: &mut dyn Conn, role: Role) -> Result<(), StoreError> {
+    let dialect = conn.dialect();
+    let own = match role {
+        Role::Primary => PRIMARY_TABLES,
+        Role::Replica => REPLICA_TABLES,
     };
-    conn.pragma_update(None, "synchronous", sync)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    for template in LOT_TABLES.iter().chain(own) {
+        conn.batch(&dialect.ddl(template))?;
+    }
+    if role == Role::Replica {
+        let sql = dialect.insert_ignore("replication_state", &["id", "applied_seq"]);
+        conn.execute(&sql, args![0i64, 0i64])?;
+    }
     Ok(())
-}
-
-/// Open (creating if needed) the primary database.
-pub fn open_primary(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
-    configure(&conn, durability)?;
-    conn.execute_batch(LOT_TABLES)?;
-    conn.execute_batch(PRIMARY_TABLES)?;
-    Ok(conn)
-}
-
-/// Open (creating if needed) the replica database for writing.
-pub fn open_replica(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
-    configure(&conn, durability)?;
-    conn.execute_batch(LOT_TABLES)?;
-    conn.execute_batch(REPLICA_TABLES)?;
-    Ok(conn)
-}
-
-/// Open a read-only connection (for fetches, or the replicator reading the log).
-pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    Ok(conn)
 }
 
 /// Read a `meta` value.
-pub fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-        .optional()?)
+pub fn meta_get(conn: &mut dyn Conn, key: &str) -> Result<Option<String>, StoreError> {
+    conn.query_opt("SELECT value FROM meta WHERE \"key\" = ?", args![key])?
+        .map(|r| r.text(0))
+        .transpose()
 }
 
 /// Write a `meta` value.
-pub fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+pub fn meta_set(conn: &mut dyn Conn, key: &str, value: &str) -> Result<(), StoreError> {
+    let sql = conn
+        .dialect()
+        .upsert("meta", &["\"key\"", "value"], &["\"key\""]);
+    conn.execute(&sql, args![key, value])?;
+    Ok(())
+}
+
+/// The replica's applied position.
+pub fn applied_seq(conn: &mut dyn Conn) -> Result<Seq, StoreError> {
+    let row = conn.query_one(
+        "SELECT applied_seq FROM replication_state WHERE id = 0",
+        &[],
+    )?;
+    Ok(row.int(0)? as Seq)
+}
+
+/// Record the replica's applied position.
+pub fn set_applied_seq(conn: &mut dyn Conn, seq: Seq) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
-        params![key, value],
+        "UPDATE replication_state SET applied_seq = ? WHERE id = 0",
+        args![seq as i64],
     )?;
     Ok(())
+}
+
+/// The log's oldest and newest sequence (zero when empty).
+pub fn log_bounds(conn: &mut dyn Conn) -> Result<(Seq, Seq), StoreError> {
+    let row = conn.query_one("SELECT min(seq), max(seq) FROM oplog", &[])?;
+    Ok((
+        row.opt_int(0)?.unwrap_or(0) as Seq,
+        row.opt_int(1)?.unwrap_or(0) as Seq,
+    ))
 }
 
 /// Render a time the way every table stores it.
@@ -140,12 +141,10 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
 }
 
 /// A lot's stored data, without recent bids.
-pub fn load_lot(conn: &Connection, id: &str) -> Result<Option<Lot>, StoreError> {
-    let data: Option<String> = conn
-        .prepare_cached("SELECT data FROM lots WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
-    data.map(|d| decode_lot(&d)).transpose()
+pub fn load_lot(conn: &mut dyn Conn, id: &str) -> Result<Option<Lot>, StoreError> {
+    conn.query_opt("SELECT data FROM lots WHERE id = ?", args![id])?
+        .map(|r| decode_lot(&r.text(0)?))
+        .transpose()
 }
 
 /// Parse a `lots.data` column.
@@ -153,68 +152,62 @@ pub fn decode_lot(data: &str) -> Result<Lot, StoreError> {
     serde_json::from_str(data).map_err(|e| StoreError::Corrupt(format!("bad lot row: {e}")))
 }
 
+const LOT_COLUMNS: &[&str] = &["id", "data", "seq", "status", "starts_at_ms", "ends_at_ms"];
+
 /// Store a lot row (its data without recent bids, plus the queried columns).
-pub fn write_lot(conn: &Connection, lot: &Lot) -> Result<(), StoreError> {
+pub fn write_lot(conn: &mut dyn Conn, lot: &Lot) -> Result<(), StoreError> {
     let data = serde_json::to_string(lot).expect("a Lot always serialises");
-    conn.prepare_cached(
-        "INSERT INTO lots (id, data, seq, status, starts_at_ms, ends_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (id) DO UPDATE SET data = ?2, seq = ?3, status = ?4, starts_at_ms = ?5, ends_at_ms = ?6",
-    )?
-    .execute(params![
-        lot.id,
-        data,
-        lot.seq as i64,
-        lot.status.as_str(),
-        lot.starts_at.timestamp_millis(),
-        lot.ends_at.timestamp_millis()
-    ])?;
+    let sql = conn.dialect().upsert("lots", LOT_COLUMNS, &["id"]);
+    conn.execute(
+        &sql,
+        args![
+            &lot.id,
+            data,
+            lot.seq as i64,
+            lot.status.as_str(),
+            lot.starts_at.timestamp_millis(),
+            lot.ends_at.timestamp_millis()
+        ],
+    )?;
     Ok(())
 }
 
 /// Store an accepted bid.
-pub fn write_bid(conn: &Connection, bid: &Bid) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO bids (seq, lot_id, bidder, amount, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        bid.seq as i64,
-        bid.lot_id,
-        bid.bidder,
-        bid.amount,
-        fmt_time(bid.at)
-    ])?;
+pub fn write_bid(conn: &mut dyn Conn, bid: &Bid) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO bids (seq, lot_id, bidder, amount, at) VALUES (?, ?, ?, ?, ?)",
+        args![
+            bid.seq as i64,
+            &bid.lot_id,
+            &bid.bidder,
+            bid.amount,
+            fmt_time(bid.at)
+        ],
+    )?;
     Ok(())
 }
 
 /// The lot's most recent bids, newest first.
-pub fn recent_bids(conn: &Connection, lot_id: &str) -> Result<Vec<Bid>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, bidder, amount, at FROM bids WHERE lot_id = ?1 ORDER BY seq DESC LIMIT ?2",
+pub fn recent_bids(conn: &mut dyn Conn, lot_id: &str) -> Result<Vec<Bid>, StoreError> {
+    let rows = conn.query(
+        "SELECT seq, bidder, amount, at FROM bids WHERE lot_id = ? ORDER BY seq DESC LIMIT ?",
+        args![lot_id, RECENT_BIDS as i64],
     )?;
-    let rows = stmt.query_map(params![lot_id, RECENT_BIDS as i64], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, String>(3)?,
-        ))
-    })?;
-    let mut bids = Vec::new();
-    for row in rows {
-        let (seq, bidder, amount, at) = row?;
-        bids.push(Bid {
-            lot_id: lot_id.to_owned(),
-            bidder,
-            amount,
-            seq: seq as Seq,
-            at: parse_time(&at)?,
-        });
-    }
-    Ok(bids)
+    rows.iter()
+        .map(|r| {
+            Ok(Bid {
+                lot_id: lot_id.to_owned(),
+                bidder: r.text(1)?,
+                amount: r.int(2)?,
+                seq: r.int(0)? as Seq,
+                at: parse_time(&r.text(3)?)?,
+            })
+        })
+        .collect()
 }
 
 /// A lot with its recent bids filled in.
-pub fn load_full_lot(conn: &Connection, id: &str) -> Result<Option<Lot>, StoreError> {
+pub fn load_full_lot(conn: &mut dyn Conn, id: &str) -> Result<Option<Lot>, StoreError> {
     let Some(mut lot) = load_lot(conn, id)? else {
         return Ok(None);
     };
@@ -223,24 +216,40 @@ pub fn load_full_lot(conn: &Connection, id: &str) -> Result<Option<Lot>, StoreEr
 }
 
 /// Every lot, ordered by id, with recent bids.
-pub fn load_all_lots(conn: &Connection) -> Result<Vec<Lot>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT data FROM lots ORDER BY id")?;
-    let datas: Vec<String> = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    let mut lots = Vec::with_capacity(datas.len());
-    for data in datas {
-        let mut lot = decode_lot(&data)?;
+pub fn load_all_lots(conn: &mut dyn Conn) -> Result<Vec<Lot>, StoreError> {
+    let rows = conn.query("SELECT data FROM lots ORDER BY id", &[])?;
+    let mut lots = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut lot = decode_lot(&row.text(0)?)?;
         lot.recent_bids = recent_bids(conn, &lot.id)?;
         lots.push(lot);
     }
     Ok(lots)
 }
 
+/// Every stored bid, in sequence order (for rebuilding a replica).
+pub fn load_all_bids(conn: &mut dyn Conn) -> Result<Vec<Bid>, StoreError> {
+    let rows = conn.query(
+        "SELECT seq, lot_id, bidder, amount, at FROM bids ORDER BY seq",
+        &[],
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok(Bid {
+                seq: r.int(0)? as Seq,
+                lot_id: r.text(1)?,
+                bidder: r.text(2)?,
+                amount: r.int(3)?,
+                at: parse_time(&r.text(4)?)?,
+            })
+        })
+        .collect()
+}
+
 /// Execute one operation on a database's lots and bids: the "parse, then execute"
 /// step both the primary's writer and the replicator use. Returns the lot after it.
 pub fn execute_op(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     seq: Seq,
     lot_id: &str,
     op: &Op,
@@ -256,4 +265,43 @@ pub fn execute_op(
         write_bid(conn, bid)?;
     }
     Ok(lot)
+}
+
+/// Run `read` inside one read-only snapshot transaction.
+pub fn in_snapshot<T>(
+    conn: &mut dyn Conn,
+    read: impl FnOnce(&mut dyn Conn) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.begin_read()?;
+    match read(conn) {
+        Ok(value) => {
+            conn.commit()?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = conn.rollback();
+            Err(e)
+        }
+    }
+}
+
+/// The dialect-specific SQL is exercised by every store test on every engine; this
+/// only checks the templates are filled in completely.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::engine::Dialect;
+
+    #[test]
+    fn every_template_is_filled_in() {
+        for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
+            for t in LOT_TABLES
+                .iter()
+                .chain(PRIMARY_TABLES)
+                .chain(REPLICA_TABLES)
+            {
+                assert!(!dialect.ddl(t).contains('{'), "{dialect:?}: {t}");
+            }
+        }
+    }
 }

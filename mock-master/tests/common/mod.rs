@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod engines;
+
 use std::time::Duration;
 
 use axum::body::Body;
