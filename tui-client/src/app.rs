@@ -518,6 +518,11 @@ impl App {
         } else {
             self.history.insert(lot.id.clone(), seed_history(&lot));
         }
+        if let Overlay::Bid(bid) = &mut self.overlay
+            && bid.lot_id == lot.id
+        {
+            bid.follow(&lot);
+        }
         self.lots.insert(lot.id.clone(), lot);
     }
 

@@ -97,6 +97,15 @@ impl BidBox {
         self.set(self.amount / per / 10 * per);
     }
 
+    /// The lot changed while the box was open: an amount the lot has overtaken moves
+    /// up to the new minimum, so Enter never sends a bid that is already too low.
+    pub fn follow(&mut self, lot: &Lot) {
+        let min = lot.min_next_bid();
+        if self.amount < min && !matches!(self.phase, BidPhase::Placing) {
+            self.set(min);
+        }
+    }
+
     /// Check the amount before sending it: `Err` explains what is wrong.
     pub fn check(&self, lot: &Lot) -> Result<Money, String> {
         if lot.status != LotStatus::Open {
@@ -133,6 +142,22 @@ mod tests {
         lot.current_price = 1_000_000;
         lot.increment = 10_000;
         lot
+    }
+
+    #[test]
+    fn an_overtaken_amount_follows_the_new_minimum() {
+        let mut lot = lot();
+        let mut bid = BidBox::open(&lot);
+        let opened_at = bid.amount;
+        lot.bid_count += 1;
+        lot.current_price = opened_at + 10 * lot.increment;
+        bid.follow(&lot);
+        assert_eq!(bid.amount, lot.min_next_bid());
+        // A higher amount the bidder chose is kept.
+        bid.amount = lot.min_next_bid() + 5 * lot.increment;
+        let chosen = bid.amount;
+        bid.follow(&lot);
+        assert_eq!(bid.amount, chosen);
     }
 
     #[test]

@@ -106,14 +106,44 @@ pub fn attribute(value: &serde_json::Value) -> String {
     }
 }
 
-/// Attribute names as labels: `mileage_km` → `"mileage km"`.
+/// An attribute as shown beside its label: counts get thousands separators and a
+/// unit taken from the name (`mileage_km: 88555` → `88,555 km`); years stay plain.
+pub fn attribute_display(key: &str, value: &serde_json::Value) -> String {
+    match value.as_u64() {
+        Some(n) if key != "year" => match key.rsplit_once('_') {
+            Some((_, unit)) if UNITS.contains(&unit) => format!("{} {unit}", thousands(n)),
+            _ => thousands(n),
+        },
+        _ => attribute(value),
+    }
+}
+
+/// Unit suffixes an attribute name may end with.
+const UNITS: [&str; 4] = ["km", "mi", "kw", "hp"];
+
+/// Attribute names as labels: `mileage_km` → `"mileage"`, `body_type` → `"body type"`.
 pub fn label(key: &str) -> String {
-    key.replace('_', " ")
+    let base = match key.rsplit_once('_') {
+        Some((base, unit)) if UNITS.contains(&unit) => base,
+        _ => key,
+    };
+    base.replace('_', " ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attributes_read_like_a_catalogue() {
+        use serde_json::json;
+        assert_eq!(label("mileage_km"), "mileage");
+        assert_eq!(label("body_type"), "body type");
+        assert_eq!(attribute_display("mileage_km", &json!(88555)), "88,555 km");
+        assert_eq!(attribute_display("year", &json!(2021)), "2021");
+        assert_eq!(attribute_display("doors", &json!(5)), "5");
+        assert_eq!(attribute_display("make", &json!("Volvo")), "Volvo");
+    }
 
     #[test]
     fn money_groups_thousands_and_keeps_cents() {

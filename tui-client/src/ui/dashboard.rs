@@ -284,7 +284,10 @@ fn detail_lines(app: &App, lot: &Lot, width: usize) -> Vec<Line<'static>> {
         lines.push(Line::default());
         for (key, value) in &lot.attributes {
             let label = truncate(&format::label(key), 11);
-            let text = truncate(&format::attribute(value), width.saturating_sub(12));
+            let text = truncate(
+                &format::attribute_display(key, value),
+                width.saturating_sub(12),
+            );
             lines.push(Line::from(vec![
                 Span::styled(format!("{label:<12}"), Style::new().dim()),
                 Span::raw(text),
