@@ -186,6 +186,7 @@ fn mode_name(mode: Mode) -> &'static str {
     match mode {
         Mode::Notify => "notify",
         Mode::Poll => "poll",
+        Mode::Notices => "notices",
     }
 }
 

@@ -234,6 +234,11 @@ pub fn render(report: &Report) -> String {
     );
     pct_row(&mut out, "per subscriber", &l.per_subscriber);
     pct_row(&mut out, "all subscribers", &l.all_subscribers);
+    pct_row(
+        &mut out,
+        "diagnostic: notice arrival (1 raw stream reader)",
+        &r.notice_arrival.per_subscriber,
+    );
     let _ = writeln!(
         out,
         "\nCommits: {}; never reached: {}; requests/s per subscriber: {:.1}; fetches per notice: {:.3}; the SDK's own notice-to-mirror time (the fetch): p50 {:.3} ms, p99 {:.3} ms; per-subscriber p50 = {:.1}x the loopback floor's p50, p99 = {:.1}x its p99.",

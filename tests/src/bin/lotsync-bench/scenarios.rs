@@ -179,6 +179,8 @@ pub struct Results {
     pub floor: Percentiles,
     /// Latency at `busy_rate` with `subscribers` notify subscribers, alone on the master.
     pub latency: DesignStats,
+    /// In the same run, one raw notice-stream reader: commit to notice arrival.
+    pub notice_arrival: DesignStats,
     /// Polling at `busy_rate` (ours from `latency`).
     pub busy: Comparison,
     /// All three designs at `quiet_rate`, on the same master and the same bids.
@@ -381,7 +383,7 @@ pub async fn run_all(plan: Plan, scratch: &Path) -> anyhow::Result<Results> {
     );
     let (mut s, _) = measure(
         plan.lots,
-        &[fleet(Mode::Notify, 0, n, 0)],
+        &[fleet(Mode::Notify, 0, n, 0), fleet(Mode::Notices, 0, 1, n)],
         Load::Steady {
             rate: plan.busy_rate,
             seconds: plan.busy_s,
@@ -389,6 +391,7 @@ pub async fn run_all(plan: Plan, scratch: &Path) -> anyhow::Result<Results> {
     )
     .await?;
     let latency = s.remove(0);
+    let notice_arrival = s.remove(0);
 
     tracing::info!(
         subscribers = n,
@@ -496,6 +499,7 @@ pub async fn run_all(plan: Plan, scratch: &Path) -> anyhow::Result<Results> {
         plan,
         floor,
         latency,
+        notice_arrival,
         busy,
         quiet,
         fanout,

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use lotsync::Update;
-use lotsync::protocol::{Lot, LotsResponse};
+use lotsync::protocol::{Lot, LotsResponse, Notice};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken as Stop;
@@ -32,6 +32,9 @@ pub enum Mode {
     Notify,
     /// The replaced design: fetch every lot every interval.
     Poll,
+    /// Diagnostic: read the raw notice stream, fetch nothing; an observation is a
+    /// notice arriving. Measures the commit-to-notice share of the latency.
+    Notices,
 }
 
 /// Flags of the hidden `subscriber` subcommand (set by the parent, not by people).
@@ -192,6 +195,7 @@ pub async fn run(args: SubscriberArgs) -> anyhow::Result<()> {
             let result = match args.mode {
                 Mode::Notify => notify(sub, &args, &out, &stop).await,
                 Mode::Poll => poll(sub, &args, &out, &stop).await,
+                Mode::Notices => raw_notices(sub, &args, &out, &stop).await,
             };
             if let Err(e) = &result {
                 tracing::error!(sub, error = %format!("{e:#}"), "subscriber failed");
@@ -340,6 +344,66 @@ async fn poll(
         at_us: now_us(),
         requests: poller.polls,
         fetches: poller.polls,
+        notices: 0,
+        coalesced: 0,
+        retries: 0,
+        n2m_p50_us: 0,
+        n2m_p99_us: 0,
+    });
+    Ok(())
+}
+
+/// Read `GET /v1/notices` as plain text and report each notice as it arrives.
+async fn raw_notices(
+    sub: u32,
+    args: &SubscriberArgs,
+    out: &mpsc::UnboundedSender<Line>,
+    stop: &Stop,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    let url = format!("{}/v1/notices", args.url.trim_end_matches('/'));
+    let response = http.get(&url).bearer_auth(&args.token).send().await?;
+    let mut body = response.error_for_status()?.bytes_stream();
+    let _ = out.send(Line::Ready {
+        sub,
+        at_us: now_us(),
+        requests: 1,
+    });
+    let mut buffer = String::new();
+    let mut event = String::new();
+    loop {
+        let chunk = tokio::select! {
+            chunk = body.next() => chunk,
+            () = stop.cancelled() => break,
+        };
+        let Some(chunk) = chunk else { break };
+        let at = now_us();
+        buffer.push_str(&String::from_utf8_lossy(&chunk?));
+        while let Some(end) = buffer.find('\n') {
+            let line: String = buffer.drain(..=end).collect();
+            let line = line.trim_end();
+            if let Some(name) = line.strip_prefix("event:") {
+                event = name.trim().to_owned();
+            } else if let Some(data) = line.strip_prefix("data:")
+                && event == lotsync::protocol::EVENT_NOTICE
+                && let Ok(notice) = serde_json::from_str::<Notice>(data.trim())
+            {
+                let _ = out.send(Line::Observed {
+                    sub,
+                    lot: notice.lot_id,
+                    seq: notice.seq,
+                    committed_us: notice.at.timestamp_micros(),
+                    observed_us: at,
+                });
+            }
+        }
+    }
+    let _ = out.send(Line::Final {
+        sub,
+        at_us: now_us(),
+        requests: 1,
+        fetches: 0,
         notices: 0,
         coalesced: 0,
         retries: 0,
