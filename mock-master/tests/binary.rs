@@ -1,11 +1,15 @@
 //! The binary: first stdout line, bad flags, graceful SIGTERM, and a kill -9 restart
-//! that keeps every acknowledged bid exactly once.
+//! that keeps every acknowledged bid exactly once (on SQLite files, and with a MariaDB
+//! primary and a PostgreSQL replica).
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
+use common::engines::{Databases, Engine};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mock-master");
@@ -58,6 +62,8 @@ fn bad_flags_fail_with_a_message() {
         &["--heartbeat-ms", "0"],
         &["--bidder", "no-token"],
         &["--in-memory", "--data-dir", "x"],
+        &["--primary", "redis://localhost/0"],
+        &["--primary", "postgres://postgres@127.0.0.1"],
     ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert!(!out.status.success(), "{args:?}");
@@ -68,9 +74,32 @@ fn bad_flags_fail_with_a_message() {
 #[tokio::test]
 async fn kill_9_keeps_acknowledged_bids_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap();
+    kill_9_round(&["--data-dir", dir.path().to_str().unwrap()]).await;
+}
+
+#[tokio::test]
+async fn kill_9_with_a_mariadb_primary_keeps_acknowledged_bids_exactly_once() {
+    let dbs = Databases::new(Engine::MariaDb, Engine::Postgres);
+    let (primary, replica) = (dbs.primary.expose(), dbs.replica.expose());
+    let data = dbs.dir.path().to_str().unwrap();
+    kill_9_round(&[
+        "--data-dir",
+        data,
+        "--primary",
+        &primary,
+        "--replica",
+        &replica,
+    ])
+    .await;
+    // Nothing was written to SQLite files: both databases are on the servers.
+    assert!(std::fs::read_dir(dbs.dir.path()).unwrap().next().is_none());
+}
+
+/// Start on `args`, take 20 acknowledged bids, kill -9, restart on the same databases,
+/// and check every bid is there once; then stop with SIGTERM.
+async fn kill_9_round(args: &[&str]) {
     let client = reqwest::Client::new();
-    let (mut child, url) = start(&["--data-dir", data]);
+    let (mut child, url) = start(args);
     healthy(&client, &url).await;
     let now = Utc::now();
     let lot = json!({"title": "2015 Saab 9-3", "currency": "EUR", "starting_price": 100000, "increment": 5000,
@@ -98,7 +127,7 @@ async fn kill_9_keeps_acknowledged_bids_exactly_once() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let (mut child, url) = start(&["--data-dir", data]);
+    let (mut child, url) = start(args);
     healthy(&client, &url).await;
     let r = client
         .get(format!("{url}/v1/lots/saab?min_seq=21"))
