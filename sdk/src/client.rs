@@ -196,6 +196,33 @@ impl Client {
         self.inner.mirror.shared().fanout.close();
     }
 
+    /// Serve the metrics for Prometheus at `http://ADDR/metrics` until the client shuts
+    /// down. Returns the address bound (useful with port 0).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: lotsync::Client) -> std::io::Result<()> {
+    /// let addr = client.export_metrics("127.0.0.1:9464".parse().unwrap()).await?;
+    /// println!("scrape http://{addr}/metrics");
+    /// # Ok(()) }
+    /// ```
+    pub async fn export_metrics(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> std::io::Result<std::net::SocketAddr> {
+        let (listener, bound) = crate::exporter::bind(addr).await?;
+        let task = tokio::spawn(crate::exporter::serve(
+            listener,
+            self.inner.metrics.clone(),
+            self.inner.cancel.clone(),
+        ));
+        self.inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+        Ok(bound)
+    }
+
     /// Whether [`Client::shutdown`] was called or the tasks stopped.
     pub fn is_closed(&self) -> bool {
         self.inner.cancel.is_cancelled()

@@ -32,7 +32,8 @@
 //! - `transport`: eventsource-client over reqwest, with an event size guard.
 //! - `api`: HTTP requests and response checks; `backoff`: jittered delays.
 //! - [`cache`]: the memcached tier: consistent hashing, CAS-guarded writes, the warmer.
-//! - `metrics`: counters and latency ([`MetricsSnapshot`]); `state`: [`ConnectionState`].
+//! - `metrics`: counters and latency ([`MetricsSnapshot`]); `exporter`: the optional
+//!   Prometheus endpoint; `state`: [`ConnectionState`].
 #![deny(missing_docs)]
 
 mod api;
@@ -40,6 +41,7 @@ mod backoff;
 pub mod cache;
 mod client;
 mod error;
+mod exporter;
 mod fanout;
 mod fetcher;
 mod metrics;

@@ -101,3 +101,32 @@ async fn a_stream_with_the_wrong_content_type_is_refused() {
     assert!(!client.state().borrow().is_live());
     client.shutdown().await;
 }
+
+#[tokio::test]
+async fn metrics_are_served_for_prometheus() {
+    let (url, _connections) = fake_master(SSE_HEAD, hello(0)).await;
+    let client = lotsync::Client::builder(url).build().unwrap();
+    let addr = client
+        .export_metrics("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let get = |path: &'static str| async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    };
+    let metrics = get("/metrics").await;
+    assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
+    assert!(metrics.contains("lotsync_notices_total"), "{metrics}");
+    assert!(get("/other").await.starts_with("HTTP/1.1 404"));
+    client.shutdown().await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the endpoint stops with the client"
+    );
+}
