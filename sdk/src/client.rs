@@ -82,18 +82,24 @@ impl Client {
         cache: Option<crate::cache::Cache>,
     ) -> Result<Client, BuildError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .pool_max_idle_per_host(options.fetch_concurrency * 2)
-            .tcp_nodelay(true)
-            .build()?;
+        let http_builder = || -> Result<reqwest::ClientBuilder, BuildError> {
+            let mut builder = reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .pool_max_idle_per_host(options.fetch_concurrency * 2)
+                .tcp_nodelay(true);
+            for pem in &options.root_certificates {
+                let certificate =
+                    reqwest::Certificate::from_pem(pem).map_err(|e| BuildError::InvalidOption {
+                        option: "add_root_certificate",
+                        reason: e.to_string(),
+                    })?;
+                builder = builder.add_root_certificate(certificate);
+            }
+            Ok(builder)
+        };
+        let http = http_builder()?.build()?;
         // The stream must not time out as a whole; only fetches and bids do.
-        let fetch_http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(options.request_timeout)
-            .pool_max_idle_per_host(options.fetch_concurrency * 2)
-            .tcp_nodelay(true)
-            .build()?;
+        let fetch_http = http_builder()?.timeout(options.request_timeout).build()?;
         let api = Api::new(fetch_http, &options);
         let transport = ReqwestTransport::new(http, options.max_event_bytes);
         let mirror = Mirror::default();

@@ -40,6 +40,8 @@ pub(crate) struct Options {
     pub request_timeout: Duration,
     /// How many times a bid is retried (same idempotency key) on network errors.
     pub bid_retries: u32,
+    /// Extra trusted root certificates (PEM) for `https://` masters.
+    pub root_certificates: Vec<Vec<u8>>,
     /// memcached servers to read lots from before asking the master.
     pub memcached: Vec<String>,
     /// After a cache miss, wait this long for the warmer and look once more before
@@ -65,6 +67,7 @@ impl Default for Options {
             max_response_bytes: 32 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
             bid_retries: 2,
+            root_certificates: Vec::new(),
             memcached: Vec::new(),
             cache_grace: Duration::from_millis(3),
         }
@@ -91,6 +94,7 @@ impl fmt::Debug for Options {
             .field("max_response_bytes", &self.max_response_bytes)
             .field("request_timeout", &self.request_timeout)
             .field("bid_retries", &self.bid_retries)
+            .field("root_certificates", &self.root_certificates.len())
             .field("memcached", &self.memcached)
             .field("cache_grace", &self.cache_grace)
             .finish()
@@ -250,6 +254,18 @@ impl ClientBuilder {
     /// ```
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.options.request_timeout = timeout;
+        self
+    }
+
+    /// Trust this root certificate (PEM) for an `https://` master, on top of the
+    /// public web roots: for masters behind an internal certificate authority.
+    ///
+    /// ```
+    /// let builder = lotsync::Client::builder("https://master.internal:8443")
+    ///     .add_root_certificate(b"-----BEGIN CERTIFICATE-----\n...".to_vec());
+    /// ```
+    pub fn add_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.options.root_certificates.push(pem.into());
         self
     }
 
