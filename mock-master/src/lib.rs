@@ -31,6 +31,7 @@
 //! - [`closer`]: opens and closes lots at their times.
 //! - [`chaos`]: fault injection.
 //! - [`demo`]: the demo catalogue, the auction driver and bot bidders.
+//! - [`scenario`]: scenario files QA writes to drive the master (`--scenario`).
 //! - [`metrics`]: Prometheus counters.
 //! - [`openapi`]: the OpenAPI document served at `/openapi.json`.
 #![deny(missing_docs)]
@@ -46,6 +47,7 @@ pub mod master;
 pub mod metrics;
 pub mod notices;
 pub mod openapi;
+pub mod scenario;
 pub mod server;
 pub mod store;
 

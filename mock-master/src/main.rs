@@ -91,6 +91,11 @@ struct Cli {
     /// HOST:PORT, comma-separated or repeated. A server that is down is skipped.
     #[arg(long, value_delimiter = ',', value_name = "HOST:PORT")]
     memcached: Vec<String>,
+    /// Play this scenario file (TOML: lots, bids, status changes and faults at given
+    /// times; format in the mock_master::scenario docs and mock-master/scenarios/).
+    /// --seed overrides the file's seed.
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -193,7 +198,16 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
-    let config = cli.config();
+    // A bad scenario file fails before anything listens.
+    let scenario = cli
+        .scenario
+        .as_deref()
+        .map(|path| mock_master::scenario::Scenario::load(path, cli.seed))
+        .transpose()?;
+    let mut config = cli.config();
+    if let Some(scenario) = &scenario {
+        scenario.prepare(&mut config);
+    }
     config.validate().map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
@@ -210,9 +224,13 @@ async fn main() -> anyhow::Result<()> {
     out.flush()?;
     drop(out);
     tracing::info!(%addr, config = ?config, "starting");
-    mock_master::run(config, listener, shutdown_signal())
-        .await
-        .context("the master failed")?;
+    match scenario {
+        Some(scenario) => {
+            mock_master::scenario::run(config, listener, shutdown_signal(), scenario).await
+        }
+        None => mock_master::run(config, listener, shutdown_signal()).await,
+    }
+    .context("the master failed")?;
     tracing::info!("stopped");
     Ok(())
 }
