@@ -317,9 +317,15 @@ pub fn render(report: &Report) -> String {
     );
     pct_row(&mut out, "staleness per subscriber", &b.per_subscriber);
     pct_row(&mut out, "staleness all subscribers", &b.all_subscribers);
+    pct_row(
+        &mut out,
+        "diagnostic: notice arrival (1 raw stream reader)",
+        &r.bursts.notice_arrival,
+    );
     let _ = writeln!(
         out,
-        "\nNotices: {}; coalesced: {}; fetches per notice: {:.3}; fetch retries: {}; stale fraction: {:.4}; the SDK's notice-to-mirror p50 {:.3} ms, p99 {:.3} ms.",
+        "\nBids refused: {}; notices: {}; coalesced: {}; fetches per notice: {:.3}; fetch retries: {}; stale fraction: {:.4}; the SDK's notice-to-mirror p50 {:.3} ms, p99 {:.3} ms.",
+        r.bursts.rejected,
         b.notices,
         b.coalesced_notices,
         b.fetches_per_notice,

@@ -166,8 +166,12 @@ pub struct Throughput {
 pub struct Bursts {
     /// Bids per second over the run.
     pub bid_rate: f64,
+    /// Bids refused (a burst's bids can reach the writer out of order).
+    pub rejected: u64,
     /// What the subscribers saw.
     pub stats: DesignStats,
+    /// Diagnostic: commit to notice arrival at a raw stream reader.
+    pub notice_arrival: Percentiles,
 }
 
 /// Everything one run measured.
@@ -480,7 +484,10 @@ pub async fn run_all(plan: Plan, scratch: &Path) -> anyhow::Result<Results> {
     tracing::info!(hot = plan.hot_lots, per_burst = plan.per_burst, "bursts");
     let (mut s, run) = measure(
         plan.lots,
-        &[fleet(Mode::Notify, 0, plan.burst_subscribers, 0)],
+        &[
+            fleet(Mode::Notify, 0, plan.burst_subscribers, 0),
+            fleet(Mode::Notices, 0, 1, plan.burst_subscribers),
+        ],
         Load::Bursts {
             hot: plan.hot_lots,
             per_burst: plan.per_burst,
@@ -492,7 +499,9 @@ pub async fn run_all(plan: Plan, scratch: &Path) -> anyhow::Result<Results> {
     let seconds = ((run.end_us - run.start_us) as f64 / 1e6).max(1e-3);
     let bursts = Bursts {
         bid_rate: run.commits.len() as f64 / seconds,
+        rejected: run.rejected,
         stats: s.remove(0),
+        notice_arrival: s.remove(0).per_subscriber,
     };
 
     Ok(Results {
