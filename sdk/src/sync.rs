@@ -276,9 +276,9 @@ impl SyncTask {
         if let Some(bearer) = self.api.bearer() {
             builder = builder.header("Authorization", &bearer)?;
         }
-        if self.cursor > 0 {
-            builder = builder.last_event_id(self.cursor.to_string());
-        }
+        // Always a resume point, even 0: without one the master starts live from its
+        // head and whatever happened since the snapshot would need a catch-up.
+        builder = builder.last_event_id(self.cursor.to_string());
         Ok(builder.build_with_transport(self.transport.clone()))
     }
 

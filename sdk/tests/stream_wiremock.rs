@@ -75,6 +75,9 @@ async fn snapshot_then_notice_then_fetch_fills_the_mirror() {
         }
     }
     assert!(saw_change);
+    // The stream resumes from the snapshot's sequence, so nothing between the two is missed.
+    let first_stream = &requests_to(&server, "/v1/notices").await[0];
+    assert_eq!(first_stream.headers.get("last-event-id").unwrap(), "1");
     let metrics = client.metrics();
     assert!(metrics.notices >= 1 && metrics.applied >= 1, "{metrics:?}");
     assert!(metrics.notice_to_mirror.count >= 1);

@@ -59,6 +59,15 @@ pub struct Cli {
     /// With --headless, logs go to stderr unless this is set.
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+
+    /// Read changed lots from these memcached servers (kept warm by the master's cache
+    /// tier) before asking the master: HOST:PORT, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "HOST:PORT")]
+    pub memcached: Vec<String>,
+
+    /// Serve the client's metrics for Prometheus at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 const EXAMPLES: &str = "Examples:

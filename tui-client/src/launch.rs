@@ -35,7 +35,17 @@ pub async fn run(cli: Cli, source: Source) -> anyhow::Result<()> {
     if let Some(bidder_token) = bidder_token {
         builder = builder.bidder_token(bidder_token);
     }
+    if !cli.memcached.is_empty() {
+        builder = builder.memcached(cli.memcached.clone());
+    }
     let client = builder.build().context("cannot start the lotsync client")?;
+    if let Some(addr) = cli.metrics_listen {
+        let bound = client
+            .export_metrics(addr)
+            .await
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        tracing::info!(%bound, "serving metrics at /metrics");
+    }
 
     let result = if cli.headless {
         headless::run(&client, shutdown_signal()).await
