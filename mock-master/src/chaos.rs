@@ -13,6 +13,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
 
+/// Longest injected delay. A longer one would outlive the patch that turns it off: a
+/// replicator asleep for an hour does not notice that the lag went back to 0.
+pub const MAX_DELAY_MS: u64 = 60_000;
+
 /// The fault-injection switchboard.
 pub struct Chaos {
     enabled: bool,
@@ -55,8 +59,20 @@ impl Chaos {
             .clone()
     }
 
-    /// Apply a patch (fields left out keep their values). Rates must be within 0..=1.
+    /// Apply a patch (fields left out keep their values). Rates must be within 0..=1,
+    /// delays at most [`MAX_DELAY_MS`].
     pub fn apply(&self, patch: &ChaosPatch) -> Result<ChaosSettings, FieldError> {
+        for (field, ms) in [
+            ("replica_lag_ms", patch.replica_lag_ms),
+            ("fetch_delay_ms", patch.fetch_delay_ms),
+        ] {
+            if ms.is_some_and(|ms| ms > MAX_DELAY_MS) {
+                return Err(FieldError::new(
+                    field,
+                    format!("at most {MAX_DELAY_MS} ms"),
+                ));
+            }
+        }
         for (field, rate) in [
             ("notice_drop_rate", patch.notice_drop_rate),
             ("fetch_error_rate", patch.fetch_error_rate),

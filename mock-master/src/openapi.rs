@@ -116,10 +116,12 @@ fn schemas() -> Value {
             "epoch": {"type": "string"}, "primary_head": seq, "replica_applied": seq,
             "lag_ops": {"type": "integer", "minimum": 0}, "lag_ms": {"type": "integer", "minimum": 0}}},
         "ChaosPatch": {"type": "object", "additionalProperties": false, "properties": {
-            "replica_lag_ms": {"type": "integer", "minimum": 0}, "replica_lag_random": {"type": "boolean"},
+            "replica_lag_ms": {"type": "integer", "minimum": 0, "maximum": crate::chaos::MAX_DELAY_MS},
+            "replica_lag_random": {"type": "boolean"},
             "notice_drop_rate": {"type": "number", "minimum": 0, "maximum": 1},
             "fetch_error_rate": {"type": "number", "minimum": 0, "maximum": 1},
-            "fetch_delay_ms": {"type": "integer", "minimum": 0}, "cut_streams": {"type": "boolean"},
+            "fetch_delay_ms": {"type": "integer", "minimum": 0, "maximum": crate::chaos::MAX_DELAY_MS},
+            "cut_streams": {"type": "boolean"},
             "pause_replicator": {"type": "boolean"}}},
         "ChaosSettings": {"type": "object", "required": ["replica_lag_ms", "replica_lag_random", "notice_drop_rate",
             "fetch_error_rate", "fetch_delay_ms", "pause_replicator"], "properties": {

@@ -507,6 +507,18 @@ fn bad_queries_and_fault_settings_are_refused() {
             Ok(())
         },
     );
+    // Found by schemathesis: a sequence beyond the head used to wait, then 503.
+    let head = fx.state.store.notices().head();
+    let beyond = (head + 1..=u64::MAX, 0..2usize);
+    fx.run("min_seq beyond the head", beyond, |(seq, r)| {
+        let uri = [
+            format!("/v1/lots/lot-open?min_seq={seq}"),
+            format!("/v1/lots?ids=lot-open&min_seq={seq}"),
+        ][r]
+            .clone();
+        fx.refused(Method::GET, &uri, TERMINAL, None, Some(Some("min_seq")))?;
+        Ok(())
+    });
     let rate_field = prop_oneof![Just("notice_drop_rate"), Just("fetch_error_rate")];
     let bad_rate = prop_oneof![
         (1.000_001f64..1e9).prop_map(Value::from),
@@ -532,6 +544,8 @@ fn bad_queries_and_fault_settings_are_refused() {
     let ms_field = prop_oneof![Just("replica_lag_ms"), Just("fetch_delay_ms")];
     let bad_ms = prop_oneof![
         (i64::MIN..0).prop_map(Value::from),
+        // Longer than a minute would outlive the patch that turns it off.
+        (60_001u64..=u64::MAX).prop_map(Value::from),
         (-1e6f64..1e6)
             .prop_filter("fraction", |f| f.fract() != 0.0)
             .prop_map(Value::from),

@@ -68,6 +68,18 @@ async fn before_fetch(state: &AppState, min_seq: Option<Seq>) -> Result<u64, Api
     }
     let started = Instant::now();
     if let Some(min_seq) = min_seq {
+        // A sequence this master has not committed cannot be waited for: it belongs to
+        // another history (epoch) or was never sent. Waiting would only end in 503.
+        let head = state.store.notices().head();
+        if min_seq > head {
+            return Err(ApiError::invalid_field(
+                "min_seq",
+                format!(
+                    "beyond the head {head} of epoch {}: resynchronise from a snapshot",
+                    state.store.epoch()
+                ),
+            ));
+        }
         let mut applied = state.store.notices().watch_applied();
         let reached =
             tokio::time::timeout(state.config.fetch_wait, applied.wait_for(|a| *a >= min_seq))
