@@ -68,6 +68,7 @@ fn main() -> anyhow::Result<()> {
             EnvFilter::new("info,mock_master=warn,lotsync=warn,lotsync_bench=info")
         }))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
         Some(Command::Subscriber(args)) => {
