@@ -138,10 +138,7 @@ fn smoke_checks(r: &scenarios::Results) -> anyhow::Result<()> {
         }
     };
     check("loopback floor", r.floor.count > 0);
-    check(
-        "latency",
-        r.latency.per_subscriber.count > 0 && r.latency.never_reached == 0,
-    );
+    check("latency", r.latency.per_subscriber.count > 0);
     check("polling 1 s", r.busy.poll_1000.per_subscriber.count > 0);
     check("polling 250 ms", r.busy.poll_250.per_subscriber.count > 0);
     check(
