@@ -11,6 +11,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use chrono::Utc;
 use lotsync::protocol::{ReplicationStatus, codes};
 use tokio::net::TcpListener;
@@ -174,6 +175,13 @@ pub async fn serve(
             token.cancel();
         }
     };
+    // Notices are small writes on long-lived streams: without TCP_NODELAY, Nagle's
+    // algorithm meeting delayed ACKs holds bursts back by tens of milliseconds.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(signal)
         .into_future();
