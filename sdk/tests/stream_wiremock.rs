@@ -20,6 +20,21 @@ async fn mount_snapshot(server: &MockServer, seq: u64, lots: Vec<lotsync::protoc
         .await;
 }
 
+async fn mount_stream(server: &MockServer, response: ResponseTemplate) {
+    Mock::given(method("GET"))
+        .and(path("/v1/notices"))
+        .respond_with(response)
+        .mount(server)
+        .await;
+}
+
+/// A batch fetch of exactly these ids (comma-separated, as the SDK sends them).
+fn fetch_of(ids: &str) -> wiremock::MockBuilder {
+    Mock::given(method("GET"))
+        .and(path("/v1/lots"))
+        .and(query_param("ids", ids))
+}
+
 async fn requests_to(server: &MockServer, route: &str) -> Vec<wiremock::Request> {
     server
         .received_requests()
@@ -40,9 +55,7 @@ async fn snapshot_then_notice_then_fetch_fills_the_mirror() {
         .respond_with(sse(&[hello(2), notice(2, "a")]))
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/lots"))
-        .and(query_param("ids", "a"))
+    fetch_of("a")
         .and(query_param("min_seq", "2"))
         .and(header("authorization", "Bearer term-token"))
         .respond_with(lots_response(2, vec![lot("a", 2, 150)]))
@@ -88,14 +101,8 @@ async fn snapshot_then_notice_then_fetch_fills_the_mirror() {
 async fn an_ended_stream_is_resumed_with_last_event_id() {
     let server = MockServer::start().await;
     mount_snapshot(&server, 1, vec![lot("a", 1, 100)]).await;
-    Mock::given(method("GET"))
-        .and(path("/v1/notices"))
-        .respond_with(sse(&[hello(2), notice(2, "a")]))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/lots"))
-        .and(query_param("ids", "a"))
+    mount_stream(&server, sse(&[hello(2), notice(2, "a")])).await;
+    fetch_of("a")
         .respond_with(lots_response(2, vec![lot("a", 2, 150)]))
         .mount(&server)
         .await;
@@ -127,31 +134,21 @@ async fn an_ended_stream_is_resumed_with_last_event_id() {
 async fn replica_behind_and_stale_answers_are_retried_never_shown() {
     let server = MockServer::start().await;
     mount_snapshot(&server, 1, vec![lot("a", 1, 100)]).await;
-    Mock::given(method("GET"))
-        .and(path("/v1/notices"))
-        .respond_with(sse(&[hello(3), notice(2, "a"), notice(3, "a")]))
-        .mount(&server)
-        .await;
+    mount_stream(&server, sse(&[hello(3), notice(2, "a"), notice(3, "a")])).await;
     // First a 503, then an answer older than the notice, then the real thing.
-    Mock::given(method("GET"))
-        .and(path("/v1/lots"))
-        .and(query_param("ids", "a"))
+    fetch_of("a")
         .respond_with(ResponseTemplate::new(503).insert_header("retry-after", "1"))
         .up_to_n_times(1)
         .with_priority(1)
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/lots"))
-        .and(query_param("ids", "a"))
+    fetch_of("a")
         .respond_with(lots_response(2, vec![lot("a", 2, 120)]))
         .up_to_n_times(1)
         .with_priority(2)
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/lots"))
-        .and(query_param("ids", "a"))
+    fetch_of("a")
         .respond_with(lots_response(3, vec![lot("a", 3, 130)]))
         .with_priority(3)
         .mount(&server)
@@ -206,14 +203,8 @@ async fn garbage_on_the_stream_is_counted_and_never_corrupts_the_mirror() {
         event("heartbeat", None, "[]"),
         notice(2, "a"),
     ];
-    Mock::given(method("GET"))
-        .and(path("/v1/notices"))
-        .respond_with(sse(&garbage))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/lots"))
-        .and(query_param("ids", "a"))
+    mount_stream(&server, sse(&garbage)).await;
+    fetch_of("a")
         .respond_with(lots_response(2, vec![lot("a", 2, 150)]))
         .mount(&server)
         .await;
@@ -236,14 +227,8 @@ async fn garbage_on_the_stream_is_counted_and_never_corrupts_the_mirror() {
 async fn an_html_page_with_status_200_is_not_data() {
     let server = MockServer::start().await;
     mount_snapshot(&server, 1, vec![lot("a", 1, 100)]).await;
-    Mock::given(method("GET"))
-        .and(path("/v1/notices"))
-        .respond_with(sse(&[hello(2), notice(2, "a")]))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/lots"))
-        .and(query_param("ids", "a"))
+    mount_stream(&server, sse(&[hello(2), notice(2, "a")])).await;
+    fetch_of("a")
         .respond_with(
             ResponseTemplate::new(200).set_body_raw("<html>Bad gateway</html>", "text/html"),
         )
@@ -251,9 +236,7 @@ async fn an_html_page_with_status_200_is_not_data() {
         .with_priority(1)
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/lots"))
-        .and(query_param("ids", "a"))
+    fetch_of("a")
         .respond_with(lots_response(2, vec![lot("a", 2, 150)]))
         .with_priority(2)
         .mount(&server)
@@ -276,11 +259,7 @@ async fn an_oversized_event_cuts_the_stream_and_the_client_reconnects() {
     let server = MockServer::start().await;
     mount_snapshot(&server, 1, vec![lot("a", 1, 100)]).await;
     let huge = event("notice", Some(2), &"x".repeat(200_000));
-    Mock::given(method("GET"))
-        .and(path("/v1/notices"))
-        .respond_with(sse(&[hello(1), huge]))
-        .mount(&server)
-        .await;
+    mount_stream(&server, sse(&[hello(1), huge])).await;
     let client = lotsync::Client::builder(server.uri())
         .token("t")
         .max_event_bytes(4096)
@@ -300,11 +279,7 @@ async fn an_oversized_event_cuts_the_stream_and_the_client_reconnects() {
 async fn a_heartbeat_ahead_of_the_notices_is_caught_up_from_the_change_log() {
     let server = MockServer::start().await;
     mount_snapshot(&server, 1, vec![lot("a", 1, 100), lot("b", 1, 100)]).await;
-    Mock::given(method("GET"))
-        .and(path("/v1/notices"))
-        .respond_with(sse(&[hello(3), heartbeat(3)]))
-        .mount(&server)
-        .await;
+    mount_stream(&server, sse(&[hello(3), heartbeat(3)])).await;
     Mock::given(method("GET"))
         .and(path("/v1/changes"))
         .and(query_param("after", "1"))
@@ -316,9 +291,7 @@ async fn a_heartbeat_ahead_of_the_notices_is_caught_up_from_the_change_log() {
         ))
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/lots"))
-        .and(query_param("ids", "a,b"))
+    fetch_of("a,b")
         .and(query_param("min_seq", "3"))
         .respond_with(lots_response(3, vec![lot("a", 2, 110), lot("b", 3, 120)]))
         .mount(&server)
@@ -354,11 +327,7 @@ async fn a_reset_resyncs_and_keeps_the_display_populated() {
         None,
         r#"{"epoch":"e1","head":9,"oldest_retained":5,"reason":"resume point too old"}"#,
     );
-    Mock::given(method("GET"))
-        .and(path("/v1/notices"))
-        .respond_with(sse(&[hello(9), reset]))
-        .mount(&server)
-        .await;
+    mount_stream(&server, sse(&[hello(9), reset])).await;
 
     let client = client(&server.uri());
     let mut display = client.subscribe();
@@ -432,11 +401,7 @@ async fn bids_are_typed_and_retried_with_one_idempotency_key() {
 async fn shutdown_ends_every_display_and_the_state() {
     let server = MockServer::start().await;
     mount_snapshot(&server, 1, vec![lot("a", 1, 100)]).await;
-    Mock::given(method("GET"))
-        .and(path("/v1/notices"))
-        .respond_with(sse(&[hello(1)]))
-        .mount(&server)
-        .await;
+    mount_stream(&server, sse(&[hello(1)])).await;
     let client = client(&server.uri());
     let mut display = client.subscribe();
     client.synced().await;

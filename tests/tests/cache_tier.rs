@@ -45,6 +45,33 @@ async fn cached_versions(cache: &Cache, epoch: &str, ids: &[String]) -> Vec<Opti
     versions
 }
 
+/// Wait until the cache holds each of `ids` at the replica's version; on timeout,
+/// returns what the cache held last.
+async fn wait_cache_matches_replica(
+    cache: &Cache,
+    handle: &mock_master::MasterHandle,
+    ids: &[String],
+) -> Result<(), Vec<Option<u64>>> {
+    assert!(handle.wait_replicated(handle.head(), WAIT).await);
+    let replica = handle.replica_lots().await.unwrap();
+    let want: Vec<Option<u64>> = ids
+        .iter()
+        .map(|id| replica.iter().find(|l| &l.id == id).map(|l| l.seq))
+        .collect();
+    let epoch = handle.epoch();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let held = cached_versions(cache, &epoch, ids).await;
+        if held == want {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(held);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn the_servers_are_up() {
     let cache = Cache::new(servers()).unwrap();
@@ -121,18 +148,13 @@ async fn the_warmer_fills_the_cache_and_clients_read_from_it() {
     assert!(metrics.fetches_saved > 0, "{metrics:?}");
 
     // The cache holds every lot at the replica's version.
-    let replica = handle.replica_lots().await.unwrap();
-    let epoch = handle.epoch();
-    let want: Vec<Option<u64>> = replica.iter().map(|l| Some(l.seq)).collect();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while cached_versions(&cache, &epoch, &ids).await != want {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "cache never caught up: {:?}",
-            warmer.stats()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let outcome = wait_cache_matches_replica(&cache, &handle, &ids).await;
+    assert_eq!(
+        outcome,
+        Ok(()),
+        "cache never caught up: {:?}",
+        warmer.stats()
+    );
     assert!(warmer.stats().stored >= ids.len() as u64);
     warmer.shutdown().await;
     client.shutdown().await;
@@ -301,23 +323,13 @@ async fn a_restarted_warmer_leaves_no_stale_entry() {
     }
     // ...until a new warmer's snapshot brings every entry up to date.
     let second = Warmer::start(connect(&master).unwrap(), cache.clone());
-    assert!(handle.wait_replicated(handle.head(), WAIT).await);
-    let want: Vec<Option<u64>> = handle
-        .replica_lots()
-        .await
-        .unwrap()
-        .iter()
-        .map(|l| Some(l.seq))
-        .collect();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while cached_versions(&cache, &epoch, &ids).await != want {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "stale entries remained: {:?}",
-            second.stats()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let outcome = wait_cache_matches_replica(&cache, &handle, &ids).await;
+    assert_eq!(
+        outcome,
+        Ok(()),
+        "stale entries remained: {:?}",
+        second.stats()
+    );
     second.shutdown().await;
     master.shutdown().await;
 }
@@ -336,23 +348,12 @@ async fn a_master_started_with_memcached_keeps_the_cache_warm() {
     for id in &ids {
         handle.place_bid("alice", id, 77_700).await.unwrap();
     }
-    assert!(handle.wait_replicated(handle.head(), WAIT).await);
-    let want: Vec<Option<u64>> = handle
-        .replica_lots()
-        .await
-        .unwrap()
-        .iter()
-        .map(|l| Some(l.seq))
-        .collect();
     let cache = Cache::new(servers()).unwrap();
-    let epoch = handle.epoch();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while cached_versions(&cache, &epoch, &ids).await != want {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the master's warmer never filled the cache"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let outcome = wait_cache_matches_replica(&cache, &handle, &ids).await;
+    assert_eq!(
+        outcome,
+        Ok(()),
+        "the master's warmer never filled the cache"
+    );
     master.shutdown().await;
 }
