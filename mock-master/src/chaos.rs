@@ -67,10 +67,7 @@ impl Chaos {
             ("fetch_delay_ms", patch.fetch_delay_ms),
         ] {
             if ms.is_some_and(|ms| ms > MAX_DELAY_MS) {
-                return Err(FieldError::new(
-                    field,
-                    format!("at most {MAX_DELAY_MS} ms"),
-                ));
+                return Err(FieldError::new(field, format!("at most {MAX_DELAY_MS} ms")));
             }
         }
         for (field, rate) in [
