@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh machine: brings up what the tests need
 # (tmux for the terminal UI's end-to-end test, two memcached servers for the cache
-# tier, PostgreSQL and MariaDB for the store's engine tests), then the whole suite.
+# tier, PostgreSQL and MariaDB for the store's engine tests), fuzzes the master's API,
+# runs the benchmark's smoke version, then the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,6 +64,13 @@ if ! mariadb --protocol=tcp -h 127.0.0.1 -u root -e 'SELECT 1' >/dev/null 2>&1; 
         GRANT ALL PRIVILEGES ON *.* TO 'lotsync'@'%'"
     export LOTSYNC_TEST_MARIADB=mysql://lotsync:lotsync-test@127.0.0.1:3306
 fi
+
+# The master's HTTP API fuzzed against its own OpenAPI document (schemathesis).
+bash scripts/fuzz-api.sh
+
+# A short run of the benchmark: proves every scenario produces figures (the targets
+# are judged by the full run, see BENCHMARKS.md).
+cargo run --locked -p lotsync-tests --bin lotsync-bench -- --quick --out target/bench-quick
 
 # Unit, integration, end-to-end and documentation tests of every crate.
 cargo test --workspace --locked
