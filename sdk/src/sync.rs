@@ -33,6 +33,11 @@ use crate::protocol::{
 use crate::state::ConnectionState;
 use crate::transport::ReqwestTransport;
 
+/// Resyncs one catch-up may need before it gives up and reconnects (each resync
+/// normally lands within the retained log; more means the log is pruned faster than
+/// a snapshot can be read).
+const MAX_RESYNCS_PER_CATCH_UP: u32 = 3;
+
 /// Before the master has announced its heartbeat interval.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -369,6 +374,16 @@ impl SyncTask {
             if notice.seq <= self.cursor {
                 return Ok(());
             }
+            if notice.seq > self.cursor + 1 {
+                // The gap could not be bridged (the history changed under us): resume
+                // from the cursor and let the master replay or reset. Moving the cursor
+                // past the gap would lose whatever changed inside it.
+                return Err(Ended::Reconnect(format!(
+                    "could not catch up from {} to {}",
+                    self.cursor,
+                    notice.seq - 1
+                )));
+            }
         }
         self.mark(&notice.lot_id, notice.seq);
         Ok(())
@@ -385,19 +400,38 @@ impl SyncTask {
     /// back means a resync.
     async fn catch_up(&mut self, target: Seq) -> Result<(), Ended> {
         Metrics::inc(&self.metrics.catchups);
+        let epoch = self.epoch.clone();
+        // A resync moves the cursor to the snapshot's sequence, which may still be
+        // short of the target: keep catching up from there, a bounded number of times.
+        let mut resyncs = 0;
         while self.cursor < target {
+            if resyncs > MAX_RESYNCS_PER_CATCH_UP {
+                return Err(Ended::Reconnect(format!(
+                    "catch-up to {target} needed more than {MAX_RESYNCS_PER_CATCH_UP} resyncs"
+                )));
+            }
             let page = tokio::select! {
                 _ = self.cancel.cancelled() => return Err(Ended::Shutdown),
                 page = self.api.changes(self.cursor) => page,
             };
             let page: ChangesResponse = match page {
                 Ok(page) => page,
-                Err(FetchError::HistoryTruncated) => return self.resync_inline().await,
+                Err(FetchError::HistoryTruncated) => {
+                    resyncs += 1;
+                    self.resync_inline().await?;
+                    continue;
+                }
                 // Reconnecting resumes from the cursor, which replays the missed notices.
                 Err(error) => return Err(Ended::Reconnect(format!("catch-up failed: {error}"))),
             };
             if self.epoch.as_deref() != Some(page.epoch.as_str()) {
-                return self.resync_inline().await;
+                resyncs += 1;
+                self.resync_inline().await?;
+                if self.epoch != epoch {
+                    // A new history: the target belongs to the old one.
+                    return Ok(());
+                }
+                continue;
             }
             if page.changes.is_empty() {
                 break;
@@ -410,7 +444,9 @@ impl SyncTask {
                         cursor = self.cursor,
                         "change log not contiguous; resynchronising"
                     );
-                    return self.resync_inline().await;
+                    resyncs += 1;
+                    self.resync_inline().await?;
+                    break;
                 }
                 self.mark(&change.lot_id, change.seq);
             }

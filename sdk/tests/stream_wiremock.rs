@@ -410,3 +410,65 @@ async fn shutdown_ends_every_display_and_the_state() {
     assert!(ended.is_ok(), "the display stream ends after shutdown");
     assert_eq!(*client.state().borrow(), ConnectionState::Closed);
 }
+
+#[tokio::test]
+async fn a_resync_during_catch_up_still_bridges_the_whole_gap() {
+    // The client is at 1 and then sees notice 5: the log no longer reaches back to 1
+    // (410), the new snapshot is at 3, and the change log from 3 holds 4 (lot b). The
+    // client must fetch b at 4, not jump its cursor from 3 to 5 and lose it.
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/lots"))
+        .and(query_param_is_missing("ids"))
+        .respond_with(lots_response(1, vec![lot("a", 1, 100), lot("b", 1, 100)]))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_snapshot(&server, 3, vec![lot("a", 1, 100), lot("b", 3, 300)]).await;
+    mount_stream(&server, sse(&[hello(5), notice(5, "a")])).await;
+    Mock::given(method("GET"))
+        .and(path("/v1/changes"))
+        .and(query_param("after", "1"))
+        .respond_with(ResponseTemplate::new(410).set_body_raw(
+            r#"{"error":{"code":"history_truncated","message":"gone"}}"#,
+            "application/json",
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/changes"))
+        .and(query_param("after", "3"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            r#"{"epoch":"e1","head":5,"changes":[
+                {"seq":4,"lot_id":"b","kind":"bid","at":"2026-01-01T10:00:00Z"}]}"#,
+            "application/json",
+        ))
+        .mount(&server)
+        .await;
+    for (ids, lots) in [
+        ("a", vec![lot("a", 5, 500)]),
+        ("b", vec![lot("b", 4, 400)]),
+        ("b,a", vec![lot("a", 5, 500), lot("b", 4, 400)]),
+        ("a,b", vec![lot("a", 5, 500), lot("b", 4, 400)]),
+    ] {
+        fetch_of(ids)
+            .respond_with(lots_response(5, lots))
+            .mount(&server)
+            .await;
+    }
+
+    let client = client(&server.uri());
+    assert!(
+        eventually(WAIT, || {
+            let m = client.mirror();
+            m.get("a").is_some_and(|l| l.seq == 5) && m.get("b").is_some_and(|l| l.seq == 4)
+        })
+        .await,
+        "a: {:?}, b: {:?}",
+        client.mirror().get("a").map(|l| l.seq),
+        client.mirror().get("b").map(|l| l.seq)
+    );
+    assert!(client.metrics().resyncs >= 2);
+    client.shutdown().await;
+}
