@@ -1,24 +1,4 @@
-//! Wire types shared by the master and the SDK, so the two can never drift apart.
-//!
-//! Everything the master sends or accepts over HTTP and Server-Sent Events is defined
-//! here, together with the validation rules for input bodies. PROTOCOL.md describes the
-//! same contract in prose.
-//!
-//! Money is always an integer number of minor units (cents); sequence numbers are the
-//! positions of operations in the master's gap-free operation log.
-//!
-//! ```
-//! use lotsync::protocol::{Lot, LotStatus};
-//!
-//! let json = r#"{"id":"lot-1","title":"2015 Volvo V70","attributes":{"make":"Volvo"},
-//!   "currency":"EUR","starting_price":500000,"increment":10000,"reserve_price":null,
-//!   "current_price":500000,"bid_count":0,"leading_bidder":null,"status":"open",
-//!   "starts_at":"2026-01-01T10:00:00Z","ends_at":"2026-01-01T11:00:00Z",
-//!   "seq":7,"updated_at":"2026-01-01T10:00:00Z","recent_bids":[]}"#;
-//! let lot: Lot = serde_json::from_str(json).unwrap();
-//! assert_eq!(lot.status, LotStatus::Open);
-//! assert_eq!(lot.min_next_bid(), 500000);
-//! ```
+//! Lots, bids, statuses, and the request bodies that create or change them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,33 +6,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Position of an operation in the master's operation log; also a lot's version.
-pub type Seq = u64;
-
-/// An amount of money in minor units (for example euro cents).
-pub type Money = i64;
-
-/// Largest amount accepted anywhere (10^13 minor units): far above any car's price,
-/// far below `i64::MAX`, so `price + increment` can never overflow.
-pub const MAX_MONEY: Money = 10_000_000_000_000;
-
-/// Longest lot id accepted.
-pub const MAX_LOT_ID_LEN: usize = 64;
-
-/// Most bids carried in [`Lot::recent_bids`].
-pub const RECENT_BIDS: usize = 10;
-
-/// SSE event name of a [`Notice`].
-pub const EVENT_NOTICE: &str = "notice";
-/// SSE event name of a [`Heartbeat`].
-pub const EVENT_HEARTBEAT: &str = "heartbeat";
-/// SSE event name of a [`Hello`], the first event of every stream.
-pub const EVENT_HELLO: &str = "hello";
-/// SSE event name of a [`Reset`].
-pub const EVENT_RESET: &str = "reset";
-
-/// Header carrying a bid's idempotency key.
-pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
+use super::errors::{printable, validate_text};
+use super::{FieldError, Money, Seq, validate_money};
 
 /// Status of a lot. Transitions: `scheduled → open → closed → sold | passed`, and
 /// `withdrawn` from any status that is not final.
@@ -186,7 +141,7 @@ pub struct Lot {
     pub seq: Seq,
     /// Commit time of the operation that produced this version.
     pub updated_at: DateTime<Utc>,
-    /// Most recent accepted bids, newest first, at most [`RECENT_BIDS`].
+    /// Most recent accepted bids, newest first, at most [`RECENT_BIDS`](super::RECENT_BIDS).
     pub recent_bids: Vec<Bid>,
 }
 
@@ -287,11 +242,11 @@ pub struct LotInput {
     pub attributes: BTreeMap<String, serde_json::Value>,
     /// ISO 4217 code: three upper-case letters.
     pub currency: String,
-    /// Minimum first bid, 1..=[`MAX_MONEY`].
+    /// Minimum first bid, 1..=[`MAX_MONEY`](super::MAX_MONEY).
     pub starting_price: Money,
-    /// Minimum step, 1..=[`MAX_MONEY`].
+    /// Minimum step, 1..=[`MAX_MONEY`](super::MAX_MONEY).
     pub increment: Money,
-    /// Optional reserve, 1..=[`MAX_MONEY`].
+    /// Optional reserve, 1..=[`MAX_MONEY`](super::MAX_MONEY).
     #[serde(default)]
     pub reserve_price: Option<Money>,
     /// Initial status (`scheduled` when left out). On replace, must equal the current
@@ -381,7 +336,7 @@ pub struct StatusChange {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BidRequest {
-    /// Amount in minor units, 1..=[`MAX_MONEY`].
+    /// Amount in minor units, 1..=[`MAX_MONEY`](super::MAX_MONEY).
     pub amount: Money,
 }
 
@@ -392,332 +347,10 @@ impl BidRequest {
     }
 }
 
-/// Kind of operation in the log, carried by a notice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OpKind {
-    /// A lot was created or its data replaced.
-    Upsert,
-    /// Only the lot's status changed (including automatic closes).
-    Status,
-    /// A bid was accepted.
-    Bid,
-}
-
-impl OpKind {
-    /// The wire name.
-    ///
-    /// ```
-    /// assert_eq!(lotsync::protocol::OpKind::Bid.as_str(), "bid");
-    /// ```
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OpKind::Upsert => "upsert",
-            OpKind::Status => "status",
-            OpKind::Bid => "bid",
-        }
-    }
-}
-
-/// A notice: "lot `lot_id` changed at sequence `seq`". SSE event `notice`, id = `seq`.
-///
-/// ```
-/// let n: lotsync::protocol::Notice = serde_json::from_str(
-///     r#"{"seq":42,"lot_id":"lot-1","kind":"bid","at":"2026-01-01T10:00:00.000123Z"}"#).unwrap();
-/// assert_eq!(n.seq, 42);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Notice {
-    /// Sequence number of the operation (also the SSE event id).
-    pub seq: Seq,
-    /// Lot the operation changed.
-    pub lot_id: String,
-    /// What kind of operation it was.
-    pub kind: OpKind,
-    /// Commit time on the master's clock.
-    pub at: DateTime<Utc>,
-}
-
-/// First event of every notice stream (SSE event `hello`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hello {
-    /// Identity of the master's history; a new epoch means old sequence numbers are void.
-    pub epoch: String,
-    /// Last sequence committed when the stream opened.
-    pub head: Seq,
-    /// Interval between heartbeats, in milliseconds.
-    pub heartbeat_ms: u64,
-}
-
-/// Periodic liveness event (SSE event `heartbeat`). Every notice up to `head` has been
-/// sent on this stream before the heartbeat, so `head` beyond the last notice seen
-/// means notices were missed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Heartbeat {
-    /// Epoch of the master's history.
-    pub epoch: String,
-    /// Last sequence committed.
-    pub head: Seq,
-    /// Master's clock.
-    pub at: DateTime<Utc>,
-}
-
-/// The requested resume point cannot be served (SSE event `reset`): resynchronise from
-/// a snapshot. The stream continues live after it, from `head`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reset {
-    /// Epoch of the master's history.
-    pub epoch: String,
-    /// Last sequence committed.
-    pub head: Seq,
-    /// Oldest sequence still retained in the log (0 when the log is empty).
-    pub oldest_retained: Seq,
-    /// Human explanation, for logs.
-    pub reason: String,
-}
-
-/// Response of `GET /v1/lots` (a snapshot of every lot) and of the batch fetch
-/// `GET /v1/lots?ids=...`: lots read from the replica in one transaction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LotsResponse {
-    /// Epoch of the master's history.
-    pub epoch: String,
-    /// The replica's applied sequence the read is consistent as of.
-    pub seq: Seq,
-    /// The lots, ordered by id.
-    pub lots: Vec<Lot>,
-    /// Requested ids that do not exist (batch fetch only).
-    #[serde(default)]
-    pub missing: Vec<String>,
-}
-
-/// Response of `GET /v1/changes?after=N`: log entries after N, for catching up on
-/// notices that were missed. 410 `history_truncated` when N is older than the history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChangesResponse {
-    /// Epoch of the master's history.
-    pub epoch: String,
-    /// Last sequence committed.
-    pub head: Seq,
-    /// The entries, in sequence order, without gaps.
-    pub changes: Vec<Notice>,
-}
-
-/// Response of `GET /v1/replication`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplicationStatus {
-    /// Epoch of the master's history.
-    pub epoch: String,
-    /// Last sequence committed in the primary.
-    pub primary_head: Seq,
-    /// Last sequence applied to the replica.
-    pub replica_applied: Seq,
-    /// `primary_head - replica_applied`.
-    pub lag_ops: u64,
-    /// Age of the oldest unapplied operation, in milliseconds (0 when caught up).
-    pub lag_ms: u64,
-}
-
-/// Body of `POST /v1/chaos`: every field left out keeps its value.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChaosPatch {
-    /// Delay, in ms, before the replicator applies each entry (0 turns off).
-    #[serde(default)]
-    pub replica_lag_ms: Option<u64>,
-    /// When true, the lag is random between 0 and `replica_lag_ms`.
-    #[serde(default)]
-    pub replica_lag_random: Option<bool>,
-    /// Probability (0..=1) of dropping a notice on its way to a subscriber.
-    #[serde(default)]
-    pub notice_drop_rate: Option<f64>,
-    /// Probability (0..=1) of a fetch failing with 500.
-    #[serde(default)]
-    pub fetch_error_rate: Option<f64>,
-    /// Delay, in ms, added to every fetch (0 turns off).
-    #[serde(default)]
-    pub fetch_delay_ms: Option<u64>,
-    /// True: cut every open notice stream now (not remembered).
-    #[serde(default)]
-    pub cut_streams: Option<bool>,
-    /// True: stop applying the log to the replica until set false.
-    #[serde(default)]
-    pub pause_replicator: Option<bool>,
-}
-
-/// Faults currently active (`GET /v1/chaos`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ChaosSettings {
-    /// Delay before the replicator applies each entry, ms.
-    pub replica_lag_ms: u64,
-    /// Whether the lag is random up to `replica_lag_ms`.
-    pub replica_lag_random: bool,
-    /// Probability of dropping a notice.
-    pub notice_drop_rate: f64,
-    /// Probability of a fetch failing with 500.
-    pub fetch_error_rate: f64,
-    /// Delay added to every fetch, ms.
-    pub fetch_delay_ms: u64,
-    /// Whether the replicator is paused.
-    pub pause_replicator: bool,
-}
-
-/// Error body of every non-2xx response: `{"error": {...}}`.
-///
-/// ```
-/// let body: lotsync::protocol::ErrorBody = serde_json::from_str(
-///     r#"{"error":{"code":"bid_too_low","message":"at least 1050","field":"amount","min_next_bid":1050}}"#).unwrap();
-/// assert_eq!(body.error.min_next_bid, Some(1050));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ApiError,
-}
-
-/// Details of an error response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiError {
-    /// Machine-readable code, one of [`codes`].
-    pub code: String,
-    /// Human explanation.
-    pub message: String,
-    /// The input field at fault, when one is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    /// For `bid_too_low`: the smallest acceptable amount now.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_next_bid: Option<Money>,
-    /// For `lot_not_open` and `invalid_transition`: the lot's current status.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<LotStatus>,
-}
-
-/// Values of [`ApiError::code`].
-pub mod codes {
-    /// 401: no or unknown bearer token.
-    pub const UNAUTHORIZED: &str = "unauthorized";
-    /// 403: the token's role may not do this.
-    pub const FORBIDDEN: &str = "forbidden";
-    /// 404: no such lot or route.
-    pub const NOT_FOUND: &str = "not_found";
-    /// 400: the body is not valid JSON or has the wrong shape.
-    pub const INVALID_BODY: &str = "invalid_body";
-    /// 400/422: a field has a bad value (see `field`).
-    pub const INVALID_FIELD: &str = "invalid_field";
-    /// 413: the body is too large.
-    pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
-    /// 409: the bid is below the minimum next bid (see `min_next_bid`).
-    pub const BID_TOO_LOW: &str = "bid_too_low";
-    /// 409: the lot is not open for bids (see `status`).
-    pub const LOT_NOT_OPEN: &str = "lot_not_open";
-    /// 409: the status change is not allowed from the current status.
-    pub const INVALID_TRANSITION: &str = "invalid_transition";
-    /// 409: an idempotency key was reused with a different request.
-    pub const IDEMPOTENCY_CONFLICT: &str = "idempotency_conflict";
-    /// 503: the replica has not reached `min_seq` in time (see Retry-After).
-    pub const REPLICA_BEHIND: &str = "replica_behind";
-    /// 410: `after` is older than the retained history; resynchronise.
-    pub const HISTORY_TRUNCATED: &str = "history_truncated";
-    /// 404: fault injection is not enabled on this master.
-    pub const CHAOS_DISABLED: &str = "chaos_disabled";
-    /// 500: injected or internal failure.
-    pub const INTERNAL: &str = "internal";
-}
-
-/// A validation failure naming the field at fault.
-///
-/// ```
-/// let err = lotsync::protocol::validate_lot_id("a/b").unwrap_err();
-/// assert_eq!(err.field, "id");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct FieldError {
-    /// Dotted path of the field.
-    pub field: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl FieldError {
-    /// Build one.
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
-/// Check a lot id: 1–[`MAX_LOT_ID_LEN`] characters of `A-Z a-z 0-9 - _`.
-///
-/// ```
-/// assert!(lotsync::protocol::validate_lot_id("lot-17_b").is_ok());
-/// assert!(lotsync::protocol::validate_lot_id("").is_err());
-/// ```
-pub fn validate_lot_id(id: &str) -> Result<(), FieldError> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_LOT_ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(FieldError::new(
-            "id",
-            format!("lot ids are 1-{MAX_LOT_ID_LEN} characters of A-Z, a-z, 0-9, - and _"),
-        ))
-    }
-}
-
-/// Check an amount of money: 1..=[`MAX_MONEY`].
-///
-/// ```
-/// assert!(lotsync::protocol::validate_money("amount", -5).is_err());
-/// ```
-pub fn validate_money(field: &str, amount: Money) -> Result<(), FieldError> {
-    if (1..=MAX_MONEY).contains(&amount) {
-        Ok(())
-    } else {
-        Err(FieldError::new(
-            field,
-            format!("must be between 1 and {MAX_MONEY} minor units"),
-        ))
-    }
-}
-
-fn validate_text(field: &str, value: &str, max_chars: usize) -> Result<(), FieldError> {
-    if value.trim().is_empty() {
-        return Err(FieldError::new(field, "must not be empty"));
-    }
-    if value.chars().count() > max_chars {
-        return Err(FieldError::new(
-            field,
-            format!("at most {max_chars} characters"),
-        ));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(FieldError::new(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(())
-}
-
-/// A short, printable rendering of untrusted text for error messages.
-fn printable(text: &str) -> String {
-    text.chars()
-        .take(40)
-        .flat_map(char::escape_default)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{MAX_MONEY, validate_lot_id};
 
     fn input() -> LotInput {
         serde_json::from_str(
