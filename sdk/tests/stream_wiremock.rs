@@ -66,7 +66,7 @@ async fn snapshot_then_notice_then_fetch_fills_the_mirror() {
     let mut display = client.subscribe();
     client.synced().await;
     assert!(
-        eventually(WAIT, || client
+        eventually(&client, WAIT, || client
             .mirror()
             .get("a")
             .is_some_and(|l| l.seq == 2))
@@ -108,8 +108,11 @@ async fn an_ended_stream_is_resumed_with_last_event_id() {
         .await;
 
     let client = client(&server.uri());
+    // Each reconnect is a connection-state change: look at the requests after each.
+    let mut display = client.subscribe();
+    let deadline = tokio::time::Instant::now() + WAIT;
     let mut resumed = false;
-    for _ in 0..200 {
+    while !resumed {
         let streams = requests_to(&server, "/v1/notices").await;
         resumed = streams
             .iter()
@@ -121,9 +124,12 @@ async fn an_ended_stream_is_resumed_with_last_event_id() {
                 "{}",
                 streams[0].url
             );
+        } else if !matches!(
+            tokio::time::timeout_at(deadline, display.recv()).await,
+            Ok(Some(_))
+        ) {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(resumed, "no reconnect resumed after sequence 2");
     assert!(client.metrics().reconnects >= 1);
@@ -157,7 +163,7 @@ async fn replica_behind_and_stale_answers_are_retried_never_shown() {
     let client = client(&server.uri());
     let mut display = client.subscribe();
     assert!(
-        eventually(WAIT, || client
+        eventually(&client, WAIT, || client
             .mirror()
             .get("a")
             .is_some_and(|l| l.seq == 3))
@@ -211,7 +217,7 @@ async fn garbage_on_the_stream_is_counted_and_never_corrupts_the_mirror() {
 
     let client = client(&server.uri());
     assert!(
-        eventually(WAIT, || client
+        eventually(&client, WAIT, || client
             .mirror()
             .get("a")
             .is_some_and(|l| l.seq == 2))
@@ -244,7 +250,7 @@ async fn an_html_page_with_status_200_is_not_data() {
 
     let client = client(&server.uri());
     assert!(
-        eventually(WAIT, || client
+        eventually(&client, WAIT, || client
             .mirror()
             .get("a")
             .is_some_and(|l| l.seq == 2))
@@ -267,7 +273,7 @@ async fn an_oversized_event_cuts_the_stream_and_the_client_reconnects() {
         .build()
         .unwrap();
     assert!(
-        eventually(WAIT, || client.metrics().malformed_events >= 1
+        eventually(&client, WAIT, || client.metrics().malformed_events >= 1
             && client.metrics().reconnects >= 1)
         .await
     );
@@ -299,7 +305,7 @@ async fn a_heartbeat_ahead_of_the_notices_is_caught_up_from_the_change_log() {
 
     let client = client(&server.uri());
     assert!(
-        eventually(WAIT, || {
+        eventually(&client, WAIT, || {
             let m = client.mirror();
             m.get("a").is_some_and(|l| l.seq == 2) && m.get("b").is_some_and(|l| l.seq == 3)
         })
@@ -331,7 +337,7 @@ async fn a_reset_resyncs_and_keeps_the_display_populated() {
 
     let client = client(&server.uri());
     let mut display = client.subscribe();
-    assert!(eventually(WAIT, || client.mirror().get("b").is_some()).await);
+    assert!(eventually(&client, WAIT, || client.mirror().get("b").is_some()).await);
     assert_eq!(client.mirror().get("a").unwrap().seq, 9);
     assert!(client.metrics().resyncs >= 2);
     while let Some(update) = display.try_recv() {
@@ -460,7 +466,7 @@ async fn a_resync_during_catch_up_still_bridges_the_whole_gap() {
 
     let client = client(&server.uri());
     assert!(
-        eventually(WAIT, || {
+        eventually(&client, WAIT, || {
             let m = client.mirror();
             m.get("a").is_some_and(|l| l.seq == 5) && m.get("b").is_some_and(|l| l.seq == 4)
         })

@@ -70,17 +70,24 @@ pub fn client(url: &str) -> lotsync::Client {
         .expect("valid options")
 }
 
-/// Poll `condition` until it holds or `timeout` passes; returns whether it held.
-pub async fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+/// Wait until `condition` holds or `timeout` passes; returns whether it held. The
+/// condition is checked again whenever the client reports something: a mirror change
+/// or a connection-state change (every reconnect is one), so nothing polls.
+pub async fn eventually(
+    client: &lotsync::Client,
+    timeout: Duration,
+    mut condition: impl FnMut() -> bool,
+) -> bool {
+    let mut display = client.subscribe();
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if condition() {
             return true;
         }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
+        match tokio::time::timeout_at(deadline, display.recv()).await {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return condition(),
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -112,7 +112,7 @@ async fn an_https_master_with_a_private_root_is_mirrored_and_sent_the_token() {
         .build()
         .unwrap();
     assert!(
-        eventually(WAIT, || client
+        eventually(&client, WAIT, || client
             .mirror()
             .get("a")
             .is_some_and(|l| l.seq == 2))
