@@ -105,17 +105,23 @@ pub async fn wait_converged(
         anyhow::bail!("the replica did not reach the head {head} within {timeout:?}");
     }
     let replica = handle.replica_lots().await?;
+    // Subscribed before the first check, so no change slips between check and wait.
+    let mut displays: Vec<lotsync::Subscription> = clients.iter().map(|c| c.subscribe()).collect();
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if clients.iter().all(|c| converged(c, &replica)) {
             return Ok(Ok(()));
         }
-        if tokio::time::Instant::now() >= deadline {
+        // Check again when any client's mirror (or connection state) changes.
+        // (`all` above is true for no clients, so there is at least one display here.)
+        let next = futures::future::select_all(displays.iter_mut().map(|d| Box::pin(d.recv())));
+        let woke = tokio::time::timeout_at(deadline, next).await;
+        // A timeout, or a client that shut down: nothing more will change.
+        if !matches!(woke, Ok((Some(_), _, _))) {
             let laggard = clients.iter().find(|c| !converged(c, &replica));
             return Ok(Err(laggard
                 .map(|c| differences(&c.mirror().lots(), &replica))
                 .unwrap_or_default()));
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -149,12 +149,16 @@ async fn run_seed(seed: u64) -> Outcome {
         .collect();
 
     let accepted = Arc::new(AtomicU64::new(0));
+    // Bidders publish their progress; faults are switched as bids land, and the
+    // channel closes when the last bidder is done.
+    let progress = Arc::new(tokio::sync::watch::Sender::new(0u64));
     let stop_at = Instant::now() + LOAD;
     let bidders: Vec<_> = ["alice", "bob", "carol"]
         .into_iter()
         .enumerate()
         .map(|(n, bidder)| {
             let (handle, ids, accepted) = (handle.clone(), ids.clone(), accepted.clone());
+            let progress = progress.clone();
             tokio::spawn(async move {
                 let mut rng = StdRng::seed_from_u64(seed * 31 + n as u64);
                 let mut amount = 10_000 + n as i64 * 100;
@@ -165,6 +169,7 @@ async fn run_seed(seed: u64) -> Outcome {
                     amount += 300;
                     if handle.place_bid(bidder, id, amount).await.is_ok() {
                         accepted.fetch_add(1, Ordering::Relaxed);
+                        progress.send_modify(|bids| *bids += 1);
                     }
                 }
             })
@@ -173,8 +178,15 @@ async fn run_seed(seed: u64) -> Outcome {
 
     let mut rng = StdRng::seed_from_u64(seed);
     let mut faults = 0;
-    while Instant::now() < stop_at {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(50..250))).await;
+    let mut landed = progress.subscribe();
+    drop(progress);
+    let mut next_switch = 0;
+    loop {
+        // Every 40-180 accepted bids (about 50-250 ms at this rate) one fault switches.
+        next_switch += rng.random_range(40..180);
+        if landed.wait_for(|bids| *bids >= next_switch).await.is_err() {
+            break; // every bidder is done
+        }
         handle
             .set_chaos(random_fault(&mut rng))
             .expect("chaos accepted");
