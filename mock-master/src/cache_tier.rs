@@ -9,28 +9,37 @@ use lotsync::cache::{Cache, Warmer};
 
 use crate::server::AppState;
 
-/// Warm the configured memcached servers from the master at `url` until shutdown.
-pub async fn run(state: AppState, url: String) {
-    let cache = match Cache::new(state.config.memcached.clone()) {
-        Ok(cache) => cache,
-        Err(error) => {
-            tracing::error!(%error, "cache tier disabled");
-            return;
-        }
-    };
-    let client = match lotsync::Client::builder(url)
+/// Start warming the configured memcached servers from the master at `url`. `None`
+/// (logged) when it cannot start.
+pub fn start(state: &AppState, url: String) -> Option<Warmer> {
+    let cache = Cache::new(state.config.memcached.clone())
+        .map_err(|error| tracing::error!(%error, "cache tier disabled"))
+        .ok()?;
+    let client = lotsync::Client::builder(url)
         .token(state.config.terminal_token.clone())
         .build()
-    {
-        Ok(client) => client,
-        Err(error) => {
-            tracing::error!(%error, "cache tier disabled");
-            return;
-        }
-    };
+        .map_err(|error| tracing::error!(%error, "cache tier disabled"))
+        .ok()?;
     let warmer = Warmer::start(client, cache);
     tracing::info!(servers = ?state.config.memcached, "cache warmer started");
-    state.shutdown.cancelled().await;
+    Some(warmer)
+}
+
+/// Keep `warmer` running until the master shuts down, publishing its progress on the
+/// master's state.
+pub async fn run(state: AppState, warmer: Warmer) {
+    let mut progress = warmer.progress();
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            changed = progress.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                state.warmer_progress.send_replace(*progress.borrow_and_update());
+            }
+        }
+    }
     let stats = warmer.stats();
     warmer.shutdown().await;
     tracing::info!(?stats, "cache warmer stopped");

@@ -303,6 +303,14 @@ impl MasterHandle {
         self.state.store.notices().head()
     }
 
+    /// Progress of the cache warmer: a watch whose `changed()` completes after each
+    /// cache write (it never changes when the master runs without memcached).
+    pub fn cache_warmer_progress(
+        &self,
+    ) -> tokio::sync::watch::Receiver<lotsync::cache::WarmerStats> {
+        self.state.warmer_progress.subscribe()
+    }
+
     /// Identity of this master's history.
     pub fn epoch(&self) -> String {
         self.state.store.epoch().to_owned()

@@ -44,6 +44,8 @@ pub struct Shared {
     pub tokens: Tokens,
     /// Cancelled once at shutdown; every task and stream watches it.
     pub shutdown: CancellationToken,
+    /// Progress of the cache warmer (`--memcached`); stays at zero without one.
+    pub warmer_progress: tokio::sync::watch::Sender<lotsync::cache::WarmerStats>,
 }
 
 /// A cheap, cloneable handle on the master's shared state.
@@ -85,6 +87,7 @@ impl AppState {
             chaos,
             metrics,
             shutdown: CancellationToken::new(),
+            warmer_progress: tokio::sync::watch::Sender::new(Default::default()),
         })))
     }
 
@@ -162,7 +165,9 @@ pub async fn serve(
     }
     if !state.config.memcached.is_empty() {
         let url = format!("http://{}", listener.local_addr()?);
-        tasks.spawn(crate::cache_tier::run(state.clone(), url));
+        if let Some(warmer) = crate::cache_tier::start(&state, url) {
+            tasks.spawn(crate::cache_tier::run(state.clone(), warmer));
+        }
     }
     let signal = {
         let token = token.clone();

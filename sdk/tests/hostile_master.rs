@@ -196,7 +196,7 @@ async fn settles_at(client: &lotsync::Client, seq: u64) {
         }
     });
     assert!(
-        eventually(&client, WAIT, || client
+        eventually(client, WAIT, || client
             .mirror()
             .get("a")
             .is_some_and(|l| l.seq == seq))

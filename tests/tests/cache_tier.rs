@@ -5,10 +5,11 @@
 //! `127.0.0.1:21211,127.0.0.1:21212`, which `scripts/test.sh` starts). The down-server
 //! test starts and kills a memcached of its own.
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use lotsync::cache::{Cache, StoreOutcome, Warmer};
+use lotsync::cache::{Cache, StoreOutcome, Warmer, WarmerStats};
 use lotsync::protocol::Lot;
 use lotsync_tests::*;
 
@@ -45,12 +46,14 @@ async fn cached_versions(cache: &Cache, epoch: &str, ids: &[String]) -> Vec<Opti
     versions
 }
 
-/// Wait until the cache holds each of `ids` at the replica's version; on timeout,
-/// returns what the cache held last.
+/// Wait until the cache holds each of `ids` at the replica's version, checking again
+/// after every write of the warmer whose `progress` is given; on timeout, returns what
+/// the cache held last.
 async fn wait_cache_matches_replica(
     cache: &Cache,
     handle: &mock_master::MasterHandle,
     ids: &[String],
+    mut progress: tokio::sync::watch::Receiver<WarmerStats>,
 ) -> Result<(), Vec<Option<u64>>> {
     assert!(handle.wait_replicated(handle.head(), WAIT).await);
     let replica = handle.replica_lots().await.unwrap();
@@ -65,10 +68,13 @@ async fn wait_cache_matches_replica(
         if held == want {
             return Ok(());
         }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(held);
+        if !matches!(
+            tokio::time::timeout_at(deadline, progress.changed()).await,
+            Ok(Ok(()))
+        ) {
+            let held = cached_versions(cache, &epoch, ids).await;
+            return if held == want { Ok(()) } else { Err(held) };
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -148,7 +154,7 @@ async fn the_warmer_fills_the_cache_and_clients_read_from_it() {
     assert!(metrics.fetches_saved > 0, "{metrics:?}");
 
     // The cache holds every lot at the replica's version.
-    let outcome = wait_cache_matches_replica(&cache, &handle, &ids).await;
+    let outcome = wait_cache_matches_replica(&cache, &handle, &ids, warmer.progress()).await;
     assert_eq!(
         outcome,
         Ok(()),
@@ -201,13 +207,16 @@ struct OwnMemcached {
 }
 
 impl OwnMemcached {
+    /// Start it and return once it says it is listening (memcached -vv prints
+    /// "server listening" on stderr).
     fn start() -> OwnMemcached {
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
         };
-        let child = Command::new("memcached")
+        let mut child = Command::new("memcached")
             .args([
+                "-vv",
                 "-u",
                 "root",
                 "-l",
@@ -220,9 +229,22 @@ impl OwnMemcached {
                 "0",
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("memcached is installed (scripts/test.sh installs it)");
+        let stderr = child.stderr.take().unwrap();
+        let (listening_tx, listening) = std::sync::mpsc::channel();
+        // Drains stderr for the server's whole life so -vv logging never blocks it.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("server listening") {
+                    let _ = listening_tx.send(());
+                }
+            }
+        });
+        listening
+            .recv_timeout(WAIT)
+            .expect("private memcached never said it was listening");
         OwnMemcached {
             child,
             addr: format!("127.0.0.1:{port}"),
@@ -249,15 +271,7 @@ async fn a_server_that_goes_down_is_skipped_not_fatal() {
     )
     .unwrap();
     let epoch = test_epoch("down");
-    // Wait for the private server to accept connections, then write through it.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::net::TcpStream::connect(&own.addr).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "private memcached never came up"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // The private server is listening (start waited for it): write through it.
     let ids: Vec<String> = (0..60).map(|i| format!("lot-{i}")).collect();
     for id in &ids {
         cache
@@ -305,16 +319,8 @@ async fn a_restarted_warmer_leaves_no_stale_entry() {
     let ids = create_lots(&handle, 5).await.unwrap();
     let cache = Cache::new(servers()).unwrap();
     let first = Warmer::start(connect(&master).unwrap(), cache.clone());
-    let epoch = handle.epoch();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while cached_versions(&cache, &epoch, &ids)
-        .await
-        .iter()
-        .any(Option::is_none)
-    {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let filled = wait_cache_matches_replica(&cache, &handle, &ids, first.progress()).await;
+    assert_eq!(filled, Ok(()), "the first warmer never filled the cache");
     first.shutdown().await;
 
     // Bids while no warmer runs leave the cache behind...
@@ -323,7 +329,7 @@ async fn a_restarted_warmer_leaves_no_stale_entry() {
     }
     // ...until a new warmer's snapshot brings every entry up to date.
     let second = Warmer::start(connect(&master).unwrap(), cache.clone());
-    let outcome = wait_cache_matches_replica(&cache, &handle, &ids).await;
+    let outcome = wait_cache_matches_replica(&cache, &handle, &ids, second.progress()).await;
     assert_eq!(
         outcome,
         Ok(()),
@@ -344,12 +350,13 @@ async fn a_master_started_with_memcached_keeps_the_cache_warm() {
         .await
         .unwrap();
     let handle = master.handle();
+    let progress = handle.cache_warmer_progress();
     let ids = create_lots(&handle, 4).await.unwrap();
     for id in &ids {
         handle.place_bid("alice", id, 77_700).await.unwrap();
     }
     let cache = Cache::new(servers()).unwrap();
-    let outcome = wait_cache_matches_replica(&cache, &handle, &ids).await;
+    let outcome = wait_cache_matches_replica(&cache, &handle, &ids, progress).await;
     assert_eq!(
         outcome,
         Ok(()),

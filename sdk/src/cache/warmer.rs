@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
@@ -23,11 +24,23 @@ pub struct WarmerStats {
     pub errors: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counters {
     stored: AtomicU64,
     kept_newer: AtomicU64,
     errors: AtomicU64,
+    /// The counters again, published after every write, for whoever waits on progress.
+    progress: watch::Sender<WarmerStats>,
+}
+
+impl Counters {
+    fn stats(&self) -> WarmerStats {
+        WarmerStats {
+            stored: self.stored.load(Ordering::Relaxed),
+            kept_newer: self.kept_newer.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Follows a master's notices through a [`Client`] and keeps every lot in a [`Cache`].
@@ -56,7 +69,12 @@ pub struct Warmer {
 impl Warmer {
     /// Start warming `cache` from `client`'s mirror. Needs a tokio runtime.
     pub fn start(client: Client, cache: Cache) -> Warmer {
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters {
+            stored: AtomicU64::new(0),
+            kept_newer: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            progress: watch::Sender::new(WarmerStats::default()),
+        });
         let mut display = client.subscribe();
         let mirror = client.mirror();
         let task = {
@@ -84,6 +102,7 @@ impl Warmer {
                             }
                         };
                         counter.fetch_add(1, Ordering::Relaxed);
+                        counters.progress.send_replace(counters.stats());
                     }
                 }
             })
@@ -97,11 +116,20 @@ impl Warmer {
 
     /// Counters so far.
     pub fn stats(&self) -> WarmerStats {
-        WarmerStats {
-            stored: self.counters.stored.load(Ordering::Relaxed),
-            kept_newer: self.counters.kept_newer.load(Ordering::Relaxed),
-            errors: self.counters.errors.load(Ordering::Relaxed),
-        }
+        self.counters.stats()
+    }
+
+    /// The counters as a watch: `changed()` completes after each write, so a caller
+    /// can wait for the cache to reach a state without polling it.
+    ///
+    /// ```no_run
+    /// # async fn demo(warmer: lotsync::cache::Warmer) {
+    /// let mut progress = warmer.progress();
+    /// progress.wait_for(|stats| stats.stored >= 10).await.ok();
+    /// # }
+    /// ```
+    pub fn progress(&self) -> watch::Receiver<WarmerStats> {
+        self.counters.progress.subscribe()
     }
 
     /// The client the warmer follows the master with.
