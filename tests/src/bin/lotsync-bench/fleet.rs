@@ -1,6 +1,7 @@
 //! A fleet of subscriber processes: spawn them, wait until every subscriber is ready,
 //! collect their stdout lines, and stop them by closing their stdin.
 
+use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::subscriber::{Line, Mode};
@@ -42,15 +44,32 @@ impl FleetSpec {
 pub struct Collected {
     /// Every line, in arrival order per process.
     pub lines: Vec<Line>,
+    /// Subscribers that reported ready.
+    ready: usize,
+    /// Newest version of each lot each subscriber reported: subscriber -> lot -> seq.
+    held: HashMap<u32, HashMap<String, u64>>,
+    /// Processes whose stdout closed (exited, or about to).
+    closed: usize,
 }
 
 impl Collected {
-    /// Subscribers that reported ready.
-    pub fn ready(&self) -> usize {
-        self.lines
-            .iter()
-            .filter(|l| matches!(l, Line::Ready { .. }))
-            .count()
+    fn append(&mut self, batch: &mut Vec<Line>) {
+        for line in batch.iter() {
+            match line {
+                Line::Ready { .. } => self.ready += 1,
+                Line::Observed { sub, lot, seq, .. } => {
+                    let lots = self.held.entry(*sub).or_default();
+                    match lots.get_mut(lot) {
+                        Some(held) => *held = (*held).max(*seq),
+                        None => {
+                            lots.insert(lot.clone(), *seq);
+                        }
+                    }
+                }
+                Line::Final { .. } => {}
+            }
+        }
+        self.lines.append(batch);
     }
 }
 
@@ -60,6 +79,8 @@ pub struct Fleet {
     children: Vec<(Child, Option<ChildStdin>)>,
     readers: Vec<JoinHandle<()>>,
     collected: Arc<Mutex<Collected>>,
+    /// Bumped by the readers after every change to `collected`.
+    progress: watch::Receiver<u64>,
 }
 
 impl Fleet {
@@ -68,11 +89,14 @@ impl Fleet {
         let exe = std::env::current_exe().context("locating the benchmark binary")?;
         let (processes, per_process) = spec.layout();
         let collected = Arc::new(Mutex::new(Collected::default()));
+        let (progress, progress_rx) = watch::channel(0u64);
+        let progress = Arc::new(progress);
         let mut fleet = Fleet {
             spec,
             children: Vec::new(),
             readers: Vec::new(),
             collected: collected.clone(),
+            progress: progress_rx,
         };
         let mut next = spec.first_id;
         let end = spec.first_id + spec.subscribers;
@@ -100,6 +124,7 @@ impl Fleet {
             let stdout = child.stdout.take().context("subscriber stdout")?;
             let stdin = child.stdin.take();
             let sink = collected.clone();
+            let progress = progress.clone();
             fleet.readers.push(tokio::spawn(async move {
                 let mut lines = BufReader::new(stdout).lines();
                 let mut batch = Vec::new();
@@ -108,17 +133,21 @@ impl Fleet {
                         Some(line) => batch.push(line),
                         None => tracing::warn!(line = %text, "unreadable subscriber line"),
                     }
-                    if batch.len() >= 256 || matches!(batch.last(), Some(Line::Ready { .. })) {
+                    // Hand lines over once what was read is used up (or in chunks under
+                    // load), so waiters see each observation promptly.
+                    if batch.len() >= 256 || lines.get_ref().buffer().is_empty() {
                         sink.lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .lines
                             .append(&mut batch);
+                        progress.send_modify(|n| *n += 1);
                     }
                 }
-                sink.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .lines
-                    .append(&mut batch);
+                {
+                    let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    sink.append(&mut batch);
+                    sink.closed += 1;
+                }
+                progress.send_modify(|n| *n += 1);
             }));
             fleet.children.push((child, stdin));
             next += count;
@@ -130,26 +159,70 @@ impl Fleet {
     pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let ready = self
-                .collected
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .ready();
+            // Mark the current state seen before reading it, so no report is missed.
+            self.progress.borrow_and_update();
+            let (ready, closed) = {
+                let c = self.collected.lock().unwrap_or_else(|e| e.into_inner());
+                (c.ready, c.closed)
+            };
             if ready >= self.spec.subscribers as usize {
                 return Ok(());
             }
-            for (child, _) in &mut self.children {
-                if let Some(status) = child.try_wait()? {
-                    bail!("a subscriber process exited early ({status})");
+            if closed > 0 {
+                for (child, _) in &mut self.children {
+                    if let Some(status) = child.try_wait()? {
+                        bail!("a subscriber process exited early ({status})");
+                    }
                 }
+                bail!("a subscriber process closed its output before it was ready");
             }
-            if tokio::time::Instant::now() >= deadline {
-                bail!(
+            // Woken by the readers on every new line (or a closed stdout), not a timer.
+            match tokio::time::timeout_at(deadline, self.progress.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => bail!("every subscriber process closed its output"),
+                Err(_) => bail!(
                     "only {ready} of {} subscribers were ready after {timeout:?}",
                     self.spec.subscribers
-                );
+                ),
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Wait until every subscriber of the fleet has reported holding each lot of
+    /// `versions` (lot -> seq) at that version or newer. Gives up, returning `false`,
+    /// when no subscriber reports anything for `quiet` (the rest is not coming), or at
+    /// `deadline`.
+    pub async fn wait_caught_up(
+        &mut self,
+        versions: &HashMap<String, u64>,
+        quiet: Duration,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        let subs = self.spec.first_id..self.spec.first_id + self.spec.subscribers;
+        loop {
+            self.progress.borrow_and_update();
+            let caught_up = {
+                let c = self.collected.lock().unwrap_or_else(|e| e.into_inner());
+                subs.clone().all(|sub| {
+                    versions.iter().all(|(lot, &seq)| {
+                        c.held
+                            .get(&sub)
+                            .and_then(|lots| lots.get(lot))
+                            .is_some_and(|&held| held >= seq)
+                    })
+                })
+            };
+            if caught_up {
+                return true;
+            }
+            let until = deadline.min(tokio::time::Instant::now() + quiet);
+            // Quiet past `until`, or every process gone: nothing more will arrive.
+            if !matches!(
+                tokio::time::timeout_at(until, self.progress.changed()).await,
+                Ok(Ok(()))
+            ) {
+                return false;
+            }
         }
     }
 

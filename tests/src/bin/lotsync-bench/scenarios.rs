@@ -5,6 +5,7 @@
 //! synced, drives the bid load, lets the last versions arrive, stops the fleets and
 //! analyses what they saw.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -209,6 +210,12 @@ async fn start_master(dir: Option<&Path>) -> anyhow::Result<Master> {
     builder.start().await.context("starting the master")
 }
 
+/// Pause between the last subscriber being ready and the first bid.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// Longest wait for the subscribers to report the final versions after the load.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(10);
+
 /// What drives the bids of a measured scenario.
 enum Load {
     Steady {
@@ -242,8 +249,11 @@ async fn measure(
     for fleet in &mut running {
         fleet.wait_ready(ready_timeout).await?;
     }
+    // Timeline, not synchronisation (readiness is awaited above): the load opens SETTLE
+    // after the last subscriber was ready, so start-up work stays out of the window.
+    let load_at = tokio::time::Instant::now() + SETTLE;
     tracing::info!(subscribers = total, took = ?started.elapsed(), "subscribers ready");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep_until(load_at).await;
 
     let run = match load {
         Load::Steady { rate, seconds } => {
@@ -265,14 +275,27 @@ async fn measure(
             .await
         }
     };
-    // Let the last versions reach every subscriber, pollers included.
+    // Let the last versions reach every subscriber, pollers included: wait for their
+    // reports of the final committed versions, giving up when nothing arrives for
+    // longer than the slowest poll interval plus a margin (or at a hard deadline).
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for commit in &run.commits {
+        let seq = last.entry(commit.lot.clone()).or_default();
+        *seq = (*seq).max(commit.seq);
+    }
     let slowest_poll = fleets
         .iter()
         .filter(|f| f.mode == Mode::Poll)
         .map(|f| f.interval_ms)
         .max()
         .unwrap_or(0);
-    tokio::time::sleep(Duration::from_millis(slowest_poll + 500)).await;
+    let quiet = Duration::from_millis(slowest_poll + 500);
+    let deadline = tokio::time::Instant::now() + CATCH_UP_LIMIT.max(4 * quiet);
+    for fleet in &mut running {
+        if !fleet.wait_caught_up(&last, quiet, deadline).await {
+            tracing::warn!("some subscribers did not report the final versions in time");
+        }
+    }
 
     let mut lines = Vec::new();
     for fleet in running {
