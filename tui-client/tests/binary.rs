@@ -10,8 +10,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_tui-client");
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A tmux server on its own socket, killed when dropped (even when a test fails).
+/// The pane's output is piped into a FIFO, so a wait wakes up when the program draws
+/// something instead of polling the screen.
 struct Tmux {
     socket: String,
+    fifo: std::path::PathBuf,
+    drawn: mpsc::Receiver<()>,
 }
 
 impl Tmux {
@@ -26,8 +30,30 @@ impl Tmux {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .subsec_nanos();
+        let name = format!("tui-client-test-{}-{nanos}", std::process::id());
+        let fifo = std::env::temp_dir().join(format!("{name}.fifo"));
+        let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success(), "mkfifo failed");
+        let (drawn_tx, drawn) = mpsc::channel();
+        {
+            let fifo = fifo.clone();
+            // Opens the FIFO (blocking until tmux writes to it) and reports each chunk.
+            std::thread::spawn(move || {
+                let Ok(mut pipe) = std::fs::File::open(&fifo) else {
+                    return;
+                };
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = std::io::Read::read(&mut pipe, &mut buf) {
+                    if n == 0 || drawn_tx.send(()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
         let tmux = Tmux {
-            socket: format!("tui-client-test-{}-{nanos}", std::process::id()),
+            socket: name,
+            fifo,
+            drawn,
         };
         let status = tmux
             .command()
@@ -45,6 +71,13 @@ impl Tmux {
             .status()
             .unwrap();
         assert!(status.success(), "tmux new-session failed");
+        let pipe = format!("cat > '{}'", tmux.fifo.display());
+        let status = tmux
+            .command()
+            .args(["pipe-pane", "-t", "e2e", "-o", &pipe])
+            .status()
+            .unwrap();
+        assert!(status.success(), "tmux pipe-pane failed");
         tmux
     }
 
@@ -72,19 +105,24 @@ impl Tmux {
         assert!(status.success());
     }
 
-    /// Poll the screen until `ready` holds; panics with the last screen at the deadline.
+    /// Check the screen each time the program draws, until `ready` holds; panics with
+    /// the last screen at the deadline.
     fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
+        let deadline = Instant::now() + DEADLINE;
         loop {
             let screen = self.screen();
             if ready(&screen) {
                 return screen;
             }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "timed out waiting for {what}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.drawn.recv_timeout(left).is_err() {
+                let screen = self.screen();
+                assert!(
+                    ready(&screen),
+                    "timed out waiting for {what}; screen:\n{screen}"
+                );
+                return screen;
+            }
         }
     }
 }
@@ -92,6 +130,7 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.command().arg("kill-server").output();
+        let _ = std::fs::remove_file(&self.fifo);
     }
 }
 
@@ -104,7 +143,7 @@ fn selected(screen: &str) -> Option<String> {
 
 #[test]
 fn dashboard_in_a_real_terminal_against_the_demo() {
-    let command = format!("'{BIN}' --demo --bots 3; echo \"exit status $?\"; sleep 60");
+    let command = format!("'{BIN}' --demo --bots 3; echo \"exit status $?\"; exec cat");
     let tmux = Tmux::start(&command);
 
     let screen = tmux.wait_for("the table to show lots", |s| {
