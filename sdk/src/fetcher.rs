@@ -276,6 +276,18 @@ impl Fetcher {
         });
     }
 
+    /// Put a lot that answers its notice into the mirror and settle its dirty entry.
+    fn deliver(&self, id: &str, lot: crate::protocol::Lot) {
+        let got = lot.seq;
+        match self.mirror.apply(lot) {
+            Applied::NotNewer { .. } => Metrics::inc(&self.metrics.ignored_stale_versions),
+            Applied::Inserted | Applied::Updated { .. } => Metrics::inc(&self.metrics.applied),
+        }
+        if let Some(since) = self.dirty.done(id, got) {
+            self.metrics.observe_latency(since.elapsed());
+        }
+    }
+
     /// Apply what memcached holds at the needed version; returns the rest of the batch.
     async fn serve_from_cache(
         &self,
@@ -298,18 +310,7 @@ impl Fetcher {
             match found.remove(&id).filter(|lot| lot.seq >= want) {
                 Some(lot) => {
                     Metrics::inc(&self.metrics.cache_hits);
-                    let got = lot.seq;
-                    match self.mirror.apply(lot) {
-                        Applied::NotNewer { .. } => {
-                            Metrics::inc(&self.metrics.ignored_stale_versions)
-                        }
-                        Applied::Inserted | Applied::Updated { .. } => {
-                            Metrics::inc(&self.metrics.applied)
-                        }
-                    }
-                    if let Some(since) = self.dirty.done(&id, got) {
-                        self.metrics.observe_latency(since.elapsed());
-                    }
+                    self.deliver(&id, lot);
                 }
                 None => {
                     Metrics::inc(&self.metrics.cache_misses);
@@ -365,14 +366,7 @@ impl Fetcher {
                 retry.push(id.to_owned());
                 continue;
             }
-            let got = lot.seq;
-            match self.mirror.apply(lot) {
-                Applied::NotNewer { .. } => Metrics::inc(&self.metrics.ignored_stale_versions),
-                Applied::Inserted | Applied::Updated { .. } => Metrics::inc(&self.metrics.applied),
-            }
-            if let Some(since) = self.dirty.done(id, got) {
-                self.metrics.observe_latency(since.elapsed());
-            }
+            self.deliver(id, lot);
         }
         for id in &response.missing {
             if wanted.contains_key(id.as_str()) && answered.insert(id) {
