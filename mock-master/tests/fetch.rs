@@ -180,31 +180,31 @@ async fn min_seq_waits_for_a_paused_replica_then_503() {
     )
     .await;
     assert_eq!((status, body["seq"].as_u64()), (StatusCode::OK, Some(1)));
-    let resume = {
-        let state = state.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            state
-                .chaos
-                .apply(&ChaosPatch {
-                    pause_replicator: Some(false),
-                    ..Default::default()
-                })
-                .unwrap();
-            state.store.notices().wake();
-        })
-    };
-    let (status, _, body) = call(
+    let fetch = call(
         &state,
         Method::GET,
         "/v1/lots/car-1?min_seq=2",
         Some(TERMINAL),
         None,
         &[],
-    )
-    .await;
+    );
+    tokio::pin!(fetch);
+    // Drive the fetch until it parks on the replica's applied watch (nothing before
+    // that awaits), then resume the replicator: the fetch is already waiting.
+    assert!(
+        futures::poll!(&mut fetch).is_pending(),
+        "answered while paused"
+    );
+    state
+        .chaos
+        .apply(&ChaosPatch {
+            pause_replicator: Some(false),
+            ..Default::default()
+        })
+        .unwrap();
+    state.store.notices().wake();
+    let (status, _, body) = fetch.await;
     assert_eq!((status, body["seq"].as_u64()), (StatusCode::OK, Some(2)));
-    resume.await.unwrap();
     state.store.shutdown().await;
 }
 

@@ -224,7 +224,15 @@ async fn replicator_resumes_exactly_once_after_a_crash(p: Engine, r: Engine) {
         }
         head = state.store.notices().head();
         assert_eq!(head, 12);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A paused replicator must not apply: wait on the applied watch for an advance
+        // that must not come (a bounded window is the only way to observe "never").
+        let mut applied = state.store.notices().watch_applied();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), applied.wait_for(|a| *a > 7))
+                .await
+                .is_err(),
+            "the paused replicator applied past 7"
+        );
         assert_eq!(state.store.notices().applied(), 7);
         state.store.shutdown().await;
     }

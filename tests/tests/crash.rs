@@ -17,11 +17,11 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lotsync::protocol::{Bid, ChangesResponse, Lot, LotsResponse, OpKind, ReplicationStatus};
 use lotsync_tests::{differences, lot_input};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 const ADMIN: &str = "crash-admin";
@@ -41,18 +41,12 @@ fn master_child() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
-        // The old process's port may take a moment to be free again.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let listener = loop {
-            match tokio::net::TcpListener::bind(&listen).await {
-                Ok(listener) => break listener,
-                Err(e) if Instant::now() < deadline => {
-                    eprintln!("bind {listen}: {e}; retrying");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => panic!("cannot bind {listen}: {e}"),
-            }
-        };
+        // The parent reaped the killed master before starting this one, so its sockets
+        // are closed; tokio sets SO_REUSEADDR, so connections still in TIME_WAIT on the
+        // port do not stop the bind. The port is free now: no retry.
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .unwrap_or_else(|e| panic!("cannot bind {listen}: {e}"));
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
@@ -120,13 +114,14 @@ async fn get<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) 
     response.json().await.unwrap()
 }
 
-/// Place bids on random lots until `stop`, recording every 201. A 409 bid_too_low is
-/// retried at the minimum it names; connection errors (the master is down) are retried.
+/// Place bids on random lots until `stop`, recording every 201 (the watch wakes whoever
+/// waits for a count). A 409 bid_too_low is retried at the minimum it names; connection
+/// errors (the master is down) are retried.
 async fn bidder(
     url: String,
     name: &'static str,
     seed: u64,
-    acked: Arc<Mutex<Vec<Bid>>>,
+    acked: watch::Sender<Vec<Bid>>,
     stop: tokio_util::sync::CancellationToken,
 ) -> u64 {
     use rand::{Rng, SeedableRng};
@@ -136,6 +131,7 @@ async fn bidder(
         .unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut amounts: BTreeMap<usize, i64> = BTreeMap::new();
+    // The bid rate (and the retry pace while the master is down) is a schedule.
     let mut tick = tokio::time::interval(Duration::from_millis(8));
     let mut failures = 0;
     while !stop.is_cancelled() {
@@ -156,7 +152,7 @@ async fn bidder(
             201 => {
                 let bid: Bid = response.json().await.unwrap();
                 amounts.insert(lot, bid.amount + 100);
-                acked.lock().unwrap().push(bid);
+                acked.send_modify(|acked| acked.push(bid));
             }
             409 => {
                 let body: serde_json::Value = response.json().await.unwrap_or_default();
@@ -170,12 +166,16 @@ async fn bidder(
     failures
 }
 
-async fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// Wait until at least `count` bids are acknowledged; woken by every 201.
+async fn acknowledged(acked: &watch::Sender<Vec<Bid>>, count: usize, what: &str) {
+    let mut acked = acked.subscribe();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        acked.wait_for(|acked| acked.len() >= count),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,7 +211,7 @@ async fn kill_9_during_load_loses_no_acknowledged_bid_and_clients_resume() {
         assert!(client.wait_live(Duration::from_secs(10)).await);
     }
 
-    let acked = Arc::new(Mutex::new(Vec::new()));
+    let acked = watch::Sender::new(Vec::new());
     let stop = tokio_util::sync::CancellationToken::new();
     let bidders: Vec<_> = BIDDERS
         .iter()
@@ -226,11 +226,7 @@ async fn kill_9_during_load_loses_no_acknowledged_bid_and_clients_resume() {
             ))
         })
         .collect();
-    let count = || acked.lock().unwrap().len();
-    wait_for("bids before the crash", Duration::from_secs(30), || {
-        count() >= 150
-    })
-    .await;
+    acknowledged(&acked, 150, "bids before the crash").await;
     // Blocking process calls off the runtime, so the bidders keep bidding throughout.
     let data = dir.path().to_owned();
     let (before_restart, (mut child, url2)) = {
@@ -238,48 +234,57 @@ async fn kill_9_during_load_loses_no_acknowledged_bid_and_clients_resume() {
         tokio::task::spawn_blocking(move || {
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
-            let before = acked.lock().unwrap().len();
+            let before = acked.borrow().len();
             (before, spawn_master(&data, &listen))
         })
         .await
         .unwrap()
     };
     assert_eq!(url2, url, "same port");
-    wait_for("bids after the restart", Duration::from_secs(30), || {
-        count() >= before_restart + 150
-    })
-    .await;
+    acknowledged(&acked, before_restart + 150, "bids after the restart").await;
     stop.cancel();
     let mut failures = 0;
     for bidder in bidders {
         failures += bidder.await.unwrap();
     }
-    let acked: Vec<Bid> = acked.lock().unwrap().clone();
+    let acked: Vec<Bid> = acked.borrow().clone();
 
-    // Convergence of every client on the replica, after the replica caught up.
-    let caught_up = Instant::now() + Duration::from_secs(10);
-    loop {
-        let status: ReplicationStatus = get(&http, &format!("{url}/v1/replication")).await;
-        if status.replica_applied == status.primary_head {
-            break;
+    // Convergence of every client on the replica, after the replica caught up. The
+    // snapshot asks for min_seq = the head: the master waits on its replica's applied
+    // watch (up to its fetch wait, then 503 replica_behind, asked again at once).
+    let status: ReplicationStatus = get(&http, &format!("{url}/v1/replication")).await;
+    let caught_up = format!("{url}/v1/lots?min_seq={}", status.primary_head);
+    let snapshot: LotsResponse = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let response = http.get(&caught_up).bearer_auth(TERMINAL).send().await;
+            match response.unwrap() {
+                r if r.status() == 200 => break r.json::<LotsResponse>().await.unwrap(),
+                r if r.status() == 503 => continue,
+                r => panic!("{caught_up}: {}", r.status()),
+            }
         }
-        assert!(Instant::now() < caught_up, "replica behind: {status:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let snapshot: LotsResponse = get(&http, &format!("{url}/v1/lots")).await;
+    })
+    .await
+    .unwrap_or_else(|_| panic!("replica behind: {status:?}"));
+    assert_eq!(
+        snapshot.seq, status.primary_head,
+        "replica behind: {status:?}"
+    );
     assert_eq!(snapshot.epoch, epoch, "history was kept: same epoch");
     let converged_by = Instant::now() + Duration::from_secs(5);
     for (n, client) in clients.iter().enumerate() {
+        // Subscribed before the first look: every mirror change after it wakes us.
+        let mut updates = client.subscribe();
         loop {
             let diff = differences(&client.mirror().lots(), &snapshot.lots);
             if diff.is_empty() {
                 break;
             }
+            let update = tokio::time::timeout_at(converged_by, updates.recv()).await;
             assert!(
-                Instant::now() < converged_by,
+                matches!(update, Ok(Some(_))),
                 "client {n} differs: {diff:?}"
             );
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let metrics = client.metrics();
         assert_eq!(metrics.resyncs, 1, "client {n} resynced: {metrics:?}");

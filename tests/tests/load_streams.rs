@@ -16,6 +16,7 @@ use lotsync_tests::create_lots;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 const WANTED_STREAMS: usize = 1000;
@@ -43,10 +44,12 @@ fn rss_kib() -> u64 {
 #[derive(Default)]
 struct Seen {
     hello_head: AtomicU64,
-    hello: AtomicU64,
     notices: AtomicU64,
     last_id: AtomicU64,
     out_of_order: AtomicU64,
+    /// The stream's position: `None` before its hello, then the last id read. The test
+    /// waits on it; one watch per stream, so the readers never contend.
+    position: watch::Sender<Option<u64>>,
 }
 
 async fn read_stream(url: &str, token: &str, seen: Arc<Seen>) -> std::io::Result<()> {
@@ -72,6 +75,7 @@ async fn read_stream(url: &str, token: &str, seen: Arc<Seen>) -> std::io::Result
             if last != 0 && id != last + 1 {
                 seen.out_of_order.fetch_add(1, Ordering::Relaxed);
             }
+            seen.position.send_replace(Some(id));
         } else if let Some(data) = line.strip_prefix("data:") {
             match event.as_str() {
                 "hello" => {
@@ -79,7 +83,7 @@ async fn read_stream(url: &str, token: &str, seen: Arc<Seen>) -> std::io::Result
                     let head = hello["head"].as_u64().unwrap();
                     seen.hello_head.store(head, Ordering::Relaxed);
                     seen.last_id.store(head, Ordering::Relaxed);
-                    seen.hello.store(1, Ordering::Relaxed);
+                    seen.position.send_replace(Some(head));
                 }
                 "notice" => {
                     seen.notices.fetch_add(1, Ordering::Relaxed);
@@ -91,12 +95,21 @@ async fn read_stream(url: &str, token: &str, seen: Arc<Seen>) -> std::io::Result
     Ok(())
 }
 
-async fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Wait until every stream's position satisfies `reached`; woken by the readers.
+async fn wait_for(
+    what: &str,
+    timeout: Duration,
+    seen: &[Arc<Seen>],
+    reached: impl Fn(Option<u64>) -> bool,
+) {
+    let all = async {
+        for s in seen {
+            let _ = s.position.subscribe().wait_for(|p| reached(*p)).await;
+        }
+    };
+    tokio::time::timeout(timeout, all)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -138,9 +151,12 @@ async fn the_master_holds_1000_streams_and_answers_fetches_while_bids_flow() {
             tokio::spawn(async move { read_stream(&url, &token, s).await })
         })
         .collect();
-    wait_for("every stream's hello", Duration::from_secs(20), || {
-        seen.iter().all(|s| s.hello.load(Ordering::Relaxed) == 1)
-    })
+    wait_for(
+        "every stream's hello",
+        Duration::from_secs(20),
+        &seen,
+        |position| position.is_some(),
+    )
     .await;
     let opened_in = started.elapsed();
     let rss_streams = rss_kib();
@@ -172,7 +188,11 @@ async fn the_master_holds_1000_streams_and_answers_fetches_while_bids_flow() {
     let http = reqwest::Client::new();
     let mut latencies = Vec::new();
     let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+    // The fetch rate is a schedule: one fetch per 2 ms tick, a slow fetch delays the rest.
+    let mut pace = tokio::time::interval(Duration::from_millis(2));
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while Instant::now() < stop_at {
+        pace.tick().await;
         let id = &ids[rng.random_range(0..ids.len())];
         let url = format!("{}/v1/lots/{id}?min_seq={}", master.url(), handle.head());
         let asked = Instant::now();
@@ -185,7 +205,6 @@ async fn the_master_holds_1000_streams_and_answers_fetches_while_bids_flow() {
         assert_eq!(response.status(), 200);
         response.bytes().await.unwrap();
         latencies.push(asked.elapsed());
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let mut bids = 0;
     for bidder in bidders {
@@ -195,10 +214,8 @@ async fn the_master_holds_1000_streams_and_answers_fetches_while_bids_flow() {
     wait_for(
         "every notice on every stream",
         Duration::from_secs(20),
-        || {
-            seen.iter()
-                .all(|s| s.last_id.load(Ordering::Relaxed) >= head)
-        },
+        &seen,
+        |position| position.is_some_and(|id| id >= head),
     )
     .await;
     let rss_after = rss_kib();
