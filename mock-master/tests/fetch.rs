@@ -4,7 +4,7 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use common::{ADMIN, TERMINAL, call, config, open_lot, replicated};
+use common::{ADMIN, TERMINAL, call, config, get, open_lot, replicated};
 use lotsync::protocol::{ChaosPatch, LotsResponse};
 use mock_master::AppState;
 use serde_json::Value;
@@ -36,15 +36,7 @@ fn code(body: &Value) -> &str {
 async fn fetches_come_from_the_replica_with_etags() {
     let state = with_lot().await;
     replicated(&state, 1).await;
-    let (status, headers, body) = call(
-        &state,
-        Method::GET,
-        "/v1/lots/car-1?min_seq=1",
-        Some(TERMINAL),
-        None,
-        &[],
-    )
-    .await;
+    let (status, headers, body) = get(&state, "/v1/lots/car-1?min_seq=1", Some(TERMINAL)).await;
     assert_eq!((status, body["seq"].as_u64()), (StatusCode::OK, Some(1)));
     assert_eq!(headers["etag"], "\"1\"");
     let (status, _, _) = call(
@@ -57,15 +49,7 @@ async fn fetches_come_from_the_replica_with_etags() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
-    let (status, _, _) = call(
-        &state,
-        Method::GET,
-        "/v1/lots/car-2",
-        Some(TERMINAL),
-        None,
-        &[],
-    )
-    .await;
+    let (status, _, _) = get(&state, "/v1/lots/car-2", Some(TERMINAL)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, body) = call(
         &state,
@@ -96,28 +80,12 @@ async fn fetches_come_from_the_replica_with_etags() {
         (status, body["error"]["field"].as_str()),
         (StatusCode::BAD_REQUEST, Some("ids"))
     );
-    let (status, _, body) = call(
-        &state,
-        Method::GET,
-        "/v1/lots?min_seq=x",
-        Some(TERMINAL),
-        None,
-        &[],
-    )
-    .await;
+    let (status, _, body) = get(&state, "/v1/lots?min_seq=x", Some(TERMINAL)).await;
     assert_eq!(
         (status, body["error"]["field"].as_str()),
         (StatusCode::BAD_REQUEST, Some("min_seq"))
     );
-    let (status, _, body) = call(
-        &state,
-        Method::GET,
-        "/v1/replication",
-        Some(TERMINAL),
-        None,
-        &[],
-    )
-    .await;
+    let (status, _, body) = get(&state, "/v1/replication", Some(TERMINAL)).await;
     assert_eq!(
         (
             status,
@@ -145,49 +113,18 @@ async fn min_seq_waits_for_a_paused_replica_then_503() {
         .place_bid("alice", "car-1", 100_000, None)
         .await
         .unwrap();
-    let (status, headers, body) = call(
-        &state,
-        Method::GET,
-        "/v1/lots/car-1?min_seq=2",
-        Some(TERMINAL),
-        None,
-        &[],
-    )
-    .await;
+    let (status, headers, body) = get(&state, "/v1/lots/car-1?min_seq=2", Some(TERMINAL)).await;
     assert_eq!(
         (status, code(&body)),
         (StatusCode::SERVICE_UNAVAILABLE, "replica_behind")
     );
     assert_eq!(headers["retry-after"], "1");
-    let (status, _, _) = call(
-        &state,
-        Method::GET,
-        "/v1/lots?ids=car-1&min_seq=2",
-        Some(TERMINAL),
-        None,
-        &[],
-    )
-    .await;
+    let (status, _, _) = get(&state, "/v1/lots?ids=car-1&min_seq=2", Some(TERMINAL)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     // Without min_seq the older version is served; with it, once resumed, the new one.
-    let (status, _, body) = call(
-        &state,
-        Method::GET,
-        "/v1/lots/car-1",
-        Some(TERMINAL),
-        None,
-        &[],
-    )
-    .await;
+    let (status, _, body) = get(&state, "/v1/lots/car-1", Some(TERMINAL)).await;
     assert_eq!((status, body["seq"].as_u64()), (StatusCode::OK, Some(1)));
-    let fetch = call(
-        &state,
-        Method::GET,
-        "/v1/lots/car-1?min_seq=2",
-        Some(TERMINAL),
-        None,
-        &[],
-    );
+    let fetch = get(&state, "/v1/lots/car-1?min_seq=2", Some(TERMINAL));
     tokio::pin!(fetch);
     // Drive the fetch until it parks on the replica's applied watch (nothing before
     // that awaits), then resume the replicator: the fetch is already waiting.
@@ -227,7 +164,7 @@ async fn lagging_replica_never_serves_an_older_version_than_asked() {
             .bid
             .seq;
         let uri = format!("/v1/lots/car-1?min_seq={seq}");
-        let (status, _, body) = call(&state, Method::GET, &uri, Some(TERMINAL), None, &[]).await;
+        let (status, _, body) = get(&state, &uri, Some(TERMINAL)).await;
         assert_eq!(status, StatusCode::OK);
         assert!(body["seq"].as_u64().unwrap() >= seq);
     }
@@ -246,15 +183,7 @@ async fn changes_and_history_truncation() {
             .await
             .unwrap();
     }
-    let (status, _, body) = call(
-        &state,
-        Method::GET,
-        "/v1/changes?after=2",
-        Some(TERMINAL),
-        None,
-        &[],
-    )
-    .await;
+    let (status, _, body) = get(&state, "/v1/changes?after=2", Some(TERMINAL)).await;
     assert_eq!(status, StatusCode::OK);
     let seqs: Vec<u64> = body["changes"]
         .as_array()
@@ -264,22 +193,14 @@ async fn changes_and_history_truncation() {
         .collect();
     assert_eq!((seqs, body["head"].as_u64()), (vec![3, 4, 5], Some(5)));
     for uri in ["/v1/changes?after=1", "/v1/changes?after=9"] {
-        let (status, _, body) = call(&state, Method::GET, uri, Some(TERMINAL), None, &[]).await;
+        let (status, _, body) = get(&state, uri, Some(TERMINAL)).await;
         assert_eq!(
             (status, code(&body)),
             (StatusCode::GONE, "history_truncated"),
             "{uri}"
         );
     }
-    let (status, _, _) = call(
-        &state,
-        Method::GET,
-        "/v1/changes?limit=0",
-        Some(TERMINAL),
-        None,
-        &[],
-    )
-    .await;
+    let (status, _, _) = get(&state, "/v1/changes?limit=0", Some(TERMINAL)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     state.store.shutdown().await;
 }
@@ -313,29 +234,21 @@ async fn chaos_endpoints_and_injected_fetch_failures() {
         (status, body["fetch_error_rate"].as_f64()),
         (StatusCode::OK, Some(1.0))
     );
-    let (status, _, body) = call(
-        &state,
-        Method::GET,
-        "/v1/lots/car-1",
-        Some(TERMINAL),
-        None,
-        &[],
-    )
-    .await;
+    let (status, _, body) = get(&state, "/v1/lots/car-1", Some(TERMINAL)).await;
     assert_eq!(
         (status, code(&body)),
         (StatusCode::INTERNAL_SERVER_ERROR, "internal")
     );
-    let (_, _, body) = call(&state, Method::GET, "/v1/chaos", Some(ADMIN), None, &[]).await;
+    let (_, _, body) = get(&state, "/v1/chaos", Some(ADMIN)).await;
     assert_eq!(body["fetch_error_rate"].as_f64(), Some(1.0));
-    let metrics = call(&state, Method::GET, "/metrics", None, None, &[]).await;
+    let metrics = get(&state, "/metrics", None).await;
     assert_eq!(metrics.0, StatusCode::OK);
     state.store.shutdown().await;
 
     let mut off = config();
     off.chaos = None;
     let state = AppState::open(off).unwrap();
-    let (status, _, body) = call(&state, Method::GET, "/v1/chaos", Some(ADMIN), None, &[]).await;
+    let (status, _, body) = get(&state, "/v1/chaos", Some(ADMIN)).await;
     assert_eq!(
         (status, code(&body)),
         (StatusCode::NOT_FOUND, "chaos_disabled")

@@ -3,7 +3,7 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use common::{ADMIN, ALICE, BOB, TERMINAL, call, config, open_lot};
+use common::{ADMIN, ALICE, BOB, TERMINAL, call, config, get, open_lot};
 use lotsync::protocol::Lot;
 use mock_master::AppState;
 use serde_json::{Value, json};
@@ -203,17 +203,9 @@ async fn tokens_are_required_and_roles_enforced() {
     }
     assert_eq!(state.store.notices().head(), 1, "nothing changed");
     // Admin may read like a terminal.
-    let (status, _, _) = call(
-        &state,
-        Method::GET,
-        "/v1/lots/car-1",
-        Some(ADMIN),
-        None,
-        &[],
-    )
-    .await;
+    let (status, _, _) = get(&state, "/v1/lots/car-1", Some(ADMIN)).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _, body) = call(&state, Method::GET, "/healthz", None, None, &[]).await;
+    let (status, _, body) = get(&state, "/healthz", None).await;
     assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
     state.store.shutdown().await;
 }
@@ -319,7 +311,7 @@ async fn bad_input_names_the_field_and_changes_nothing() {
         );
     }
     let long_id = format!("/v1/lots/{}", "x".repeat(65));
-    let (status, _, json) = call(&state, Method::GET, &long_id, Some(TERMINAL), None, &[]).await;
+    let (status, _, json) = get(&state, &long_id, Some(TERMINAL)).await;
     assert_eq!(
         (status, json["error"]["field"].as_str()),
         (StatusCode::BAD_REQUEST, Some("id"))
@@ -344,7 +336,7 @@ async fn bad_input_names_the_field_and_changes_nothing() {
         (StatusCode::BAD_REQUEST, Some("Idempotency-Key"))
     );
     assert_eq!(state.store.notices().head(), 1, "nothing changed");
-    let (status, _, json) = call(&state, Method::GET, "/v1/nope", Some(ADMIN), None, &[]).await;
+    let (status, _, json) = get(&state, "/v1/nope", Some(ADMIN)).await;
     assert_eq!((status, code(&json)), (StatusCode::NOT_FOUND, "not_found"));
     state.store.shutdown().await;
 }

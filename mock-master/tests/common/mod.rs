@@ -51,6 +51,15 @@ pub fn open_lot(title: &str) -> LotInput {
     }
 }
 
+/// `GET uri` with an optional bearer token and no body.
+pub async fn get(
+    state: &AppState,
+    uri: &str,
+    token: Option<&str>,
+) -> (StatusCode, HeaderMap, Value) {
+    call(state, Method::GET, uri, token, None, &[]).await
+}
+
 /// Send one request to the router; returns status, headers and the JSON body (or Null).
 pub async fn call(
     state: &AppState,
