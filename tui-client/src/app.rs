@@ -165,6 +165,19 @@ impl App {
     /// Apply one action at time `now`; returns the effect the runtime must carry out.
     pub fn update(&mut self, now: DateTime<Utc>, action: Action) -> Option<Effect> {
         self.now = now;
+        let effect = self.apply_action(action);
+        // The first row shown is selected for real as soon as there is one, so the
+        // selection follows that lot when the order changes instead of staying on
+        // "whatever is in the first row" (which made the first key jump elsewhere).
+        if self.selected.is_none()
+            && let Some(first) = self.visible().first()
+        {
+            self.selected = Some(first.id.clone());
+        }
+        effect
+    }
+
+    fn apply_action(&mut self, action: Action) -> Option<Effect> {
         match action {
             Action::Tick => {}
             Action::Up => self.move_by(-1, true),
@@ -226,7 +239,7 @@ impl App {
                 seq,
                 notices,
                 mirror_p99,
-            } => self.stats.metrics(now, seq, notices, mirror_p99),
+            } => self.stats.metrics(self.now, seq, notices, mirror_p99),
             Action::BidResult {
                 lot_id,
                 amount,

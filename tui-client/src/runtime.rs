@@ -80,7 +80,11 @@ async fn event_loop(
         tokio::select! {
             () = &mut shutdown => return Ok(()),
             event = events.next() => match event {
-                Some(Ok(Event::Key(key))) => actions.extend(keys::action_for(key, app.mode())),
+                Some(Ok(Event::Key(key))) => {
+                    let action = keys::action_for(key, app.mode());
+                    tracing::debug!(?key, ?action, "key");
+                    actions.extend(action);
+                }
                 Some(Ok(Event::Resize(..))) => dirty = true,
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e.into()),

@@ -80,6 +80,17 @@ fn selection_follows_its_lot_when_the_order_changes() {
 }
 
 #[test]
+fn the_first_row_shown_is_a_real_selection_that_follows_its_lot() {
+    let mut app = common::app(Default::default());
+    let first = ids(&app)[0].clone();
+    // Reordering puts another lot in the first row; the selection stays on the lot
+    // that was shown selected, so the next key moves from there.
+    press(&mut app, &[KeyCode::Char('s')]);
+    assert_ne!(ids(&app)[0], first);
+    assert_eq!(selected(&app), first);
+}
+
+#[test]
 fn sort_cycles_through_every_order() {
     let mut app = common::app(Default::default());
     press(&mut app, &[KeyCode::Char('s')]);
