@@ -39,6 +39,14 @@ impl Tokens {
         Tokens(map)
     }
 
+    /// Whether the request may read notices and lots (terminal or admin token).
+    pub fn may_read(&self, parts: &Parts) -> Result<(), ApiError> {
+        match self.role(parts)? {
+            Role::Terminal | Role::Admin => Ok(()),
+            Role::Bidder(_) => Err(ApiError::forbidden("this needs the terminal token")),
+        }
+    }
+
     /// The role of the request's bearer token; 401 when missing or unknown.
     fn role(&self, parts: &Parts) -> Result<&Role, ApiError> {
         let header = parts
@@ -99,9 +107,6 @@ impl FromRequestParts<AppState> for TerminalAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match state.tokens.role(parts)? {
-            Role::Terminal | Role::Admin => Ok(TerminalAuth),
-            Role::Bidder(_) => Err(ApiError::forbidden("this needs the terminal token")),
-        }
+        state.tokens.may_read(parts).map(|()| TerminalAuth)
     }
 }

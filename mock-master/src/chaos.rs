@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 /// Longest injected delay. A longer one would outlive the patch that turns it off: a
 /// replicator asleep for an hour does not notice that the lag went back to 0.
-pub const MAX_DELAY_MS: u64 = 60_000;
+pub const MAX_DELAY_MS: u64 = lotsync::protocol::MAX_FAULT_DELAY_MS;
 
 /// The fault-injection switchboard.
 pub struct Chaos {

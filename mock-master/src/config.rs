@@ -44,6 +44,8 @@ pub struct MasterConfig {
     pub seed: Option<u64>,
     /// memcached servers (`HOST:PORT`) to keep warm with every lot (claim 6); empty: none.
     pub memcached: Vec<String>,
+    /// Bounds on connections, notice streams and requests (past them: 503).
+    pub limits: lotsync::serve::Limits,
 }
 
 impl Default for MasterConfig {
@@ -66,6 +68,7 @@ impl Default for MasterConfig {
             chaos: None,
             seed: None,
             memcached: Vec::new(),
+            limits: lotsync::serve::Limits::default(),
         }
     }
 }

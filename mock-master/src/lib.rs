@@ -26,14 +26,13 @@
 //! - [`server`]: shared state, [`app`] (the router) and [`run`] (serve until shutdown).
 //! - [`auth`]: bearer tokens and role extractors (admin, bidder, terminal).
 //! - [`http`]: handlers per role and the error type every response uses.
-//! - [`store`]: primary writer with group commit, operation log, replicator, replica reads.
-//! - [`notices`]: the in-memory tail of the log, head/applied watches, the SSE stream.
+//! - [`store`]: primary writer with group commit, operation log and its in-memory tail,
+//!   replicator, replica reads.
 //! - [`closer`]: opens and closes lots at their times.
 //! - [`chaos`]: fault injection.
 //! - [`demo`]: the demo catalogue, the auction driver and bot bidders.
 //! - [`scenario`]: scenario files QA writes to drive the master (`--scenario`).
 //! - [`metrics`]: Prometheus counters.
-//! - [`openapi`]: the OpenAPI document served at `/openapi.json`.
 #![deny(missing_docs)]
 
 pub mod auth;
@@ -45,8 +44,6 @@ pub mod demo;
 pub mod http;
 pub mod master;
 pub mod metrics;
-pub mod notices;
-pub mod openapi;
 pub mod scenario;
 pub mod server;
 pub mod store;

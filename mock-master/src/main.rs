@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use lotsync::protocol::ChaosSettings;
+use lotsync::serve::shutdown_signal;
 use mock_master::config::DbUrl;
 use mock_master::{MasterConfig, Storage};
 
@@ -96,6 +97,15 @@ struct Cli {
     /// --seed overrides the file's seed.
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
+    /// Most open connections; past it a new connection gets 503 with Retry-After.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// Most open notice streams; past it a new stream gets 503.
+    #[arg(long, default_value_t = 16_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_streams: u64,
+    /// Most requests answered at once; past it a request gets 503.
+    #[arg(long, default_value_t = 1_024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_requests: u64,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -160,28 +170,13 @@ impl Cli {
             }),
             seed: self.seed,
             memcached: self.memcached.clone(),
+            limits: lotsync::serve::Limits {
+                max_connections: self.max_connections as usize,
+                max_streams: self.max_streams as usize,
+                max_requests: self.max_requests as usize,
+                ..defaults.limits
+            },
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
     }
 }
 

@@ -300,7 +300,7 @@ impl MasterHandle {
 
     /// Last sequence committed.
     pub fn head(&self) -> Seq {
-        self.state.store.notices().head()
+        self.state.store.log_tail().head()
     }
 
     /// Progress of the cache warmer: a watch whose `changed()` completes after each
@@ -326,13 +326,13 @@ impl MasterHandle {
             ));
         }
         let settings = self.state.chaos.apply(&patch)?;
-        self.state.store.notices().wake();
+        self.state.store.log_tail().wake();
         Ok(settings)
     }
 
     /// Wait until the replica has applied `seq`; false on timeout.
     pub async fn wait_replicated(&self, seq: Seq, timeout: Duration) -> bool {
-        let mut applied = self.state.store.notices().watch_applied();
+        let mut applied = self.state.store.log_tail().watch_applied();
         matches!(
             tokio::time::timeout(timeout, applied.wait_for(|a| *a >= seq)).await,
             Ok(Ok(_))

@@ -5,10 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use lotsync::protocol::{OpKind, ReplicationStatus};
+use lotsync::serve::ServeMetrics;
 
 /// Upper bounds of the group-commit batch size histogram.
 const BATCH_BUCKETS: [usize; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
@@ -21,12 +23,8 @@ pub struct Metrics {
     batch_buckets: [AtomicU64; BATCH_BUCKETS.len()],
     batch_sum: AtomicU64,
     batch_count: AtomicU64,
-    subscribers: AtomicI64,
-    notices_sent: AtomicU64,
-    notices_dropped: AtomicU64,
-    fetches: Mutex<BTreeMap<u16, u64>>,
-    fetch_wait_ms_sum: AtomicU64,
-    fetch_wait_count: AtomicU64,
+    /// What the terminal routes count: streams, notices sent, fetches, refusals.
+    pub serve: Arc<ServeMetrics>,
 }
 
 fn kind_index(kind: OpKind) -> usize {
@@ -60,43 +58,6 @@ impl Metrics {
         }
         self.batch_sum.fetch_add(size as u64, Relaxed);
         self.batch_count.fetch_add(1, Relaxed);
-    }
-
-    /// A notice stream opened.
-    pub fn subscriber_joined(&self) {
-        self.subscribers.fetch_add(1, Relaxed);
-    }
-
-    /// A notice stream closed.
-    pub fn subscriber_left(&self) {
-        self.subscribers.fetch_sub(1, Relaxed);
-    }
-
-    /// Open notice streams now.
-    pub fn subscribers(&self) -> i64 {
-        self.subscribers.load(Relaxed)
-    }
-
-    /// A notice was written to a stream.
-    pub fn notice_sent(&self) {
-        self.notices_sent.fetch_add(1, Relaxed);
-    }
-
-    /// A notice was dropped by fault injection.
-    pub fn notice_dropped(&self) {
-        self.notices_dropped.fetch_add(1, Relaxed);
-    }
-
-    /// A fetch was answered with `status` after waiting `wait_ms` for the replica.
-    pub fn fetch_served(&self, status: u16, wait_ms: u64) {
-        *self
-            .fetches
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(status)
-            .or_default() += 1;
-        self.fetch_wait_ms_sum.fetch_add(wait_ms, Relaxed);
-        self.fetch_wait_count.fetch_add(1, Relaxed);
     }
 
     /// Prometheus text exposition.
@@ -173,60 +134,7 @@ impl Metrics {
             "Age of the oldest unapplied operation.",
             replication.lag_ms,
         );
-        help(w, "lotsync_subscribers", "gauge", "Open notice streams.");
-        let _ = writeln!(w, "lotsync_subscribers {}", self.subscribers());
-        help(
-            w,
-            "lotsync_notices_sent_total",
-            "counter",
-            "Notices written to streams.",
-        );
-        let _ = writeln!(
-            w,
-            "lotsync_notices_sent_total {}",
-            self.notices_sent.load(Relaxed)
-        );
-        help(
-            w,
-            "lotsync_notices_dropped_total",
-            "counter",
-            "Notices dropped by fault injection.",
-        );
-        let _ = writeln!(
-            w,
-            "lotsync_notices_dropped_total {}",
-            self.notices_dropped.load(Relaxed)
-        );
-        help(
-            w,
-            "lotsync_fetches_total",
-            "counter",
-            "Lot fetches answered, by HTTP status.",
-        );
-        for (status, n) in self
-            .fetches
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(w, "lotsync_fetches_total{{status=\"{status}\"}} {n}");
-        }
-        help(
-            w,
-            "lotsync_fetch_wait_ms",
-            "summary",
-            "Time fetches waited for the replica.",
-        );
-        let _ = writeln!(
-            w,
-            "lotsync_fetch_wait_ms_sum {}",
-            self.fetch_wait_ms_sum.load(Relaxed)
-        );
-        let _ = writeln!(
-            w,
-            "lotsync_fetch_wait_ms_count {}",
-            self.fetch_wait_count.load(Relaxed)
-        );
+        self.serve.render("lotsync", w);
         out
     }
 }
@@ -251,7 +159,7 @@ mod tests {
         m.batch_committed(3);
         m.batch_committed(300);
         m.bid_rejected("bid_too_low");
-        m.fetch_served(200, 4);
+        m.serve.fetch_served(200, 4);
         let text = m.render(&ReplicationStatus {
             epoch: "e".into(),
             primary_head: 5,

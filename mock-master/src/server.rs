@@ -1,34 +1,28 @@
 //! The application: shared state, the router, and the serve loop with graceful shutdown.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::extract::State;
+use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use chrono::Utc;
-use lotsync::protocol::{ReplicationStatus, codes};
+use lotsync::protocol::ReplicationStatus;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Tokens;
 use crate::chaos::Chaos;
 use crate::config::MasterConfig;
-use crate::http::errors::ApiError;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, StoreOptions};
 
 /// Largest request body accepted.
-pub const BODY_LIMIT: usize = 64 * 1024;
-
-/// How long graceful shutdown may take before open connections are dropped.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub const BODY_LIMIT: usize = lotsync::serve::BODY_LIMIT;
 
 /// Everything the handlers and background tasks share.
 pub struct Shared {
@@ -93,7 +87,7 @@ impl AppState {
 
     /// Primary head, replica position and lag now.
     pub fn replication(&self) -> ReplicationStatus {
-        let notices = self.store.notices();
+        let notices = self.store.log_tail();
         let (head, applied) = (notices.head(), notices.applied());
         let lag_ms = if applied < head {
             notices
@@ -112,7 +106,8 @@ impl AppState {
     }
 }
 
-/// The router: every route of every role, the body limit and the JSON fallbacks.
+/// The router: every route of every role, the body limit, the JSON fallbacks and the
+/// request bounds.
 pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .route("/healthz", get(healthz))
@@ -121,17 +116,7 @@ pub fn app(state: AppState) -> Router {
     let router = crate::http::admin::routes(router);
     let router = crate::http::bidder::routes(router);
     let router = crate::http::terminal::routes(router);
-    router
-        .fallback(|| async { ApiError::not_found("no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                codes::NOT_FOUND,
-                "method not allowed on this route",
-            )
-        })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+    lotsync::serve::finish(router, state)
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -144,7 +129,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn openapi() -> Json<serde_json::Value> {
-    Json(crate::openapi::document())
+    Json(lotsync::serve::openapi::master_document())
 }
 
 /// Serve `state` on `listener` until `shutdown` completes: start the closer (and the
@@ -180,23 +165,14 @@ pub async fn serve(
             token.cancel();
         }
     };
-    // Notices are small writes on long-lived streams: without TCP_NODELAY, Nagle's
-    // algorithm meeting delayed ACKs holds bursts back by tens of milliseconds.
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(signal)
-        .into_future();
-    let result = tokio::select! {
-        result = server => result,
-        _ = async { token.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
-            tracing::warn!("connections still open after the grace period; closing them");
-            Ok(())
-        }
-    };
+    let result = lotsync::serve::serve(
+        listener,
+        app(state.clone()),
+        &state.config.limits,
+        state.metrics.serve.clone(),
+        signal,
+    )
+    .await;
     token.cancel();
     while tasks.join_next().await.is_some() {}
     state.store.shutdown().await;
@@ -222,4 +198,42 @@ pub async fn run(
     let state = AppState::open(config)?;
     serve(state, listener, shutdown).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn every_route_in_the_table_is_served() {
+        let state = AppState::open(crate::MasterConfig::default()).unwrap();
+        let router = app(state.clone());
+        for (method, path) in lotsync::serve::openapi::MASTER_ROUTES {
+            let uri = path.replace("{id}", "lot-1");
+            let request = Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(&uri)
+                .body(Body::empty())
+                .unwrap();
+            let response = router.clone().oneshot(request).await.unwrap();
+            assert_ne!(
+                response.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            let bytes = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains("no such route"),
+                "{method} {path} is not routed"
+            );
+        }
+        state.store.shutdown().await;
+    }
 }

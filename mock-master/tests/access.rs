@@ -125,7 +125,7 @@ async fn with_lot(config: MasterConfig) -> AppState {
 async fn snapshot(state: &AppState) -> (u64, Value, String) {
     let (_, lots, _) = state.store.replica_lots(None).await.unwrap();
     (
-        state.store.notices().head(),
+        state.store.log_tail().head(),
         serde_json::to_value(lots).unwrap(),
         format!("{:?}", state.chaos.settings()),
     )

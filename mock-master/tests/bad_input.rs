@@ -71,7 +71,7 @@ impl Fixture {
                 .place_bid("alice", "lot-open", 100_000, None)
                 .await
                 .unwrap();
-            replicated(&state, state.store.notices().head()).await;
+            replicated(&state, state.store.log_tail().head()).await;
             state
         });
         Fixture { rt, state }
@@ -80,7 +80,7 @@ impl Fixture {
     /// Head, every replica lot and the fault settings: what must not change.
     fn snapshot(&self) -> (u64, Value, String) {
         self.rt.block_on(async {
-            let head = self.state.store.notices().head();
+            let head = self.state.store.log_tail().head();
             let (_, lots, _) = self.state.store.replica_lots(None).await.unwrap();
             (
                 head,
@@ -508,7 +508,7 @@ fn bad_queries_and_fault_settings_are_refused() {
         },
     );
     // Found by schemathesis: a sequence beyond the head used to wait, then 503.
-    let head = fx.state.store.notices().head();
+    let head = fx.state.store.log_tail().head();
     let beyond = (head + 1..=u64::MAX, 0..2usize);
     fx.run("min_seq beyond the head", beyond, |(seq, r)| {
         let uri = [
@@ -601,7 +601,7 @@ fn sql_metacharacters_in_titles_and_values_are_stored_verbatim() {
             prop_assert_eq!(&stored["title"], &json!(title));
             prop_assert_eq!(&stored["attributes"]["note"], &json!(value));
             let lots = fx.rt.block_on(async {
-                replicated(&fx.state, fx.state.store.notices().head()).await;
+                replicated(&fx.state, fx.state.store.log_tail().head()).await;
                 fx.state.store.replica_lots(None).await.unwrap().1
             });
             // Every other lot is still there, untouched.

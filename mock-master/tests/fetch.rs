@@ -38,14 +38,15 @@ async fn fetches_come_from_the_replica_with_etags() {
     replicated(&state, 1).await;
     let (status, headers, body) = get(&state, "/v1/lots/car-1?min_seq=1", Some(TERMINAL)).await;
     assert_eq!((status, body["seq"].as_u64()), (StatusCode::OK, Some(1)));
-    assert_eq!(headers["etag"], "\"1\"");
+    let etag = format!("\"{}.1\"", state.store.epoch());
+    assert_eq!(headers["etag"], etag.as_str());
     let (status, _, _) = call(
         &state,
         Method::GET,
         "/v1/lots/car-1",
         Some(TERMINAL),
         None,
-        &[("if-none-match", "\"1\"")],
+        &[("if-none-match", etag.as_str())],
     )
     .await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
@@ -139,7 +140,7 @@ async fn min_seq_waits_for_a_paused_replica_then_503() {
             ..Default::default()
         })
         .unwrap();
-    state.store.notices().wake();
+    state.store.log_tail().wake();
     let (status, _, body) = fetch.await;
     assert_eq!((status, body["seq"].as_u64()), (StatusCode::OK, Some(2)));
     state.store.shutdown().await;

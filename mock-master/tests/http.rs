@@ -201,7 +201,7 @@ async fn tokens_are_required_and_roles_enforced() {
         assert_eq!(status, want, "{method} {uri} with {token:?}");
         assert!(!code(&json).is_empty(), "error body for {method} {uri}");
     }
-    assert_eq!(state.store.notices().head(), 1, "nothing changed");
+    assert_eq!(state.store.log_tail().head(), 1, "nothing changed");
     // Admin may read like a terminal.
     let (status, _, _) = get(&state, "/v1/lots/car-1", Some(ADMIN)).await;
     assert_eq!(status, StatusCode::OK);
@@ -335,7 +335,7 @@ async fn bad_input_names_the_field_and_changes_nothing() {
         (status, json["error"]["field"].as_str()),
         (StatusCode::BAD_REQUEST, Some("Idempotency-Key"))
     );
-    assert_eq!(state.store.notices().head(), 1, "nothing changed");
+    assert_eq!(state.store.log_tail().head(), 1, "nothing changed");
     let (status, _, json) = get(&state, "/v1/nope", Some(ADMIN)).await;
     assert_eq!((status, code(&json)), (StatusCode::NOT_FOUND, "not_found"));
     state.store.shutdown().await;
@@ -431,6 +431,6 @@ async fn bids_conflicts_and_idempotent_replays() {
         (status, code(&body), body["error"]["status"].as_str()),
         (StatusCode::CONFLICT, "lot_not_open", Some("closed"))
     );
-    assert_eq!(state.store.notices().head(), 3);
+    assert_eq!(state.store.log_tail().head(), 3);
     state.store.shutdown().await;
 }

@@ -52,7 +52,7 @@ async fn play_example(seed: u64) -> (Report, Outcome, u64) {
             )
         })
         .collect();
-    let head = state.store.notices().head();
+    let head = state.store.log_tail().head();
     state.shutdown.cancel();
     server.await.unwrap().unwrap();
     (report, outcome, head)

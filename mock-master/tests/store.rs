@@ -222,18 +222,18 @@ async fn replicator_resumes_exactly_once_after_a_crash(p: Engine, r: Engine) {
                 .await
                 .unwrap();
         }
-        head = state.store.notices().head();
+        head = state.store.log_tail().head();
         assert_eq!(head, 12);
         // A paused replicator must not apply: wait on the applied watch for an advance
         // that must not come (a bounded window is the only way to observe "never").
-        let mut applied = state.store.notices().watch_applied();
+        let mut applied = state.store.log_tail().watch_applied();
         assert!(
             tokio::time::timeout(Duration::from_millis(50), applied.wait_for(|a| *a > 7))
                 .await
                 .is_err(),
             "the paused replicator applied past 7"
         );
-        assert_eq!(state.store.notices().applied(), 7);
+        assert_eq!(state.store.log_tail().applied(), 7);
         state.store.shutdown().await;
     }
     assert_eq!(
@@ -271,7 +271,7 @@ async fn epoch_is_kept_by_the_databases_and_new_elsewhere(p: Engine, r: Engine) 
     drop(first);
     let again = AppState::open(dbs.config()).unwrap();
     assert_eq!(again.store.epoch(), epoch);
-    assert_eq!(again.store.notices().head(), 1);
+    assert_eq!(again.store.log_tail().head(), 1);
     assert_eq!(
         again.store.changes(0, 10).unwrap().len(),
         1,
@@ -308,7 +308,7 @@ async fn a_replica_from_another_epoch_is_rebuilt(p: Engine, r: Engine) {
     );
     dbs.execute(Db::Replica, "DELETE FROM lots", &[]);
     let state = AppState::open(dbs.config()).unwrap();
-    assert_eq!(state.store.notices().applied(), 2);
+    assert_eq!(state.store.log_tail().applied(), 2);
     assert_eq!(
         state.store.replica_lots(None).await.unwrap().1,
         state.store.primary_lots().await.unwrap()
@@ -331,7 +331,7 @@ async fn idempotent_bids_are_placed_once(p: Engine, r: Engine) {
         .unwrap();
     assert!(!first.replayed && again.replayed);
     assert_eq!(first.bid, again.bid);
-    assert_eq!(store.notices().head(), 2);
+    assert_eq!(store.log_tail().head(), 2);
     assert!(matches!(
         store
             .place_bid("alice", "a", 110_000, Some("k1".into()))
@@ -410,7 +410,7 @@ async fn old_history_is_pruned_but_not_past_the_replica(p: Engine, r: Engine) {
             .await
             .unwrap();
     }
-    assert_eq!(state.store.notices().oldest(), 41);
+    assert_eq!(state.store.log_tail().oldest(), 41);
     assert!(state.store.changes(39, 10).is_err());
     assert_eq!(state.store.changes(40, 100).unwrap().len(), 10);
     replicated(&state, 50).await;

@@ -23,6 +23,7 @@ pub(crate) struct Api {
     bidder_token: Option<String>,
     max_response_bytes: usize,
     bid_retries: u32,
+    inline_lots: bool,
 }
 
 impl Api {
@@ -34,14 +35,21 @@ impl Api {
             bidder_token: options.bidder_token.clone(),
             max_response_bytes: options.max_response_bytes,
             bid_retries: options.bid_retries,
+            inline_lots: options.inline_lots,
         }
     }
 
     pub fn notices_url(&self, epoch: Option<&str>) -> String {
-        match epoch {
-            Some(epoch) => format!("{}/v1/notices?epoch={}", self.base, epoch),
-            None => format!("{}/v1/notices", self.base),
+        let mut url = format!("{}/v1/notices", self.base);
+        let mut sep = '?';
+        if let Some(epoch) = epoch {
+            url.push_str(&format!("{sep}epoch={epoch}"));
+            sep = '&';
         }
+        if self.inline_lots {
+            url.push_str(&format!("{sep}lots=inline"));
+        }
+        url
     }
 
     pub fn bearer(&self) -> Option<String> {

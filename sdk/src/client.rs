@@ -185,6 +185,12 @@ impl Client {
         self.inner.metrics.snapshot()
     }
 
+    /// The live counters (for a server that renders them with its own).
+    #[cfg(feature = "server")]
+    pub(crate) fn metrics_handle(&self) -> Arc<Metrics> {
+        self.inner.metrics.clone()
+    }
+
     /// Place a bid as the bidder whose token was configured. The attempt carries one
     /// idempotency key across its retries, so it is never placed twice.
     pub async fn place_bid(&self, lot_id: &str, amount: Money) -> Result<Bid, BidError> {

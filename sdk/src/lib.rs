@@ -32,6 +32,8 @@
 //! - `transport`: eventsource-client over reqwest, with an event size guard.
 //! - `api`: HTTP requests and response checks; `backoff`: jittered delays.
 //! - [`cache`]: the memcached tier: consistent hashing, CAS-guarded writes, the warmer.
+//! - [`serve`] (feature `server`): the terminal protocol served once, for the master
+//!   and for terminal servers ([`serve::TerminalServer`], binary `terminal-server`).
 //! - `metrics`: counters and latency ([`MetricsSnapshot`]); `exporter`: the optional
 //!   Prometheus endpoint; `state`: [`ConnectionState`].
 #![deny(missing_docs)]
@@ -48,6 +50,8 @@ mod metrics;
 mod mirror;
 mod options;
 pub mod protocol;
+#[cfg(feature = "server")]
+pub mod serve;
 mod state;
 mod sync;
 mod transport;

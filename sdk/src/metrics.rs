@@ -13,6 +13,7 @@ use hdrhistogram::Histogram;
 pub(crate) struct Metrics {
     pub notices: AtomicU64,
     pub coalesced_notices: AtomicU64,
+    pub inline_lots: AtomicU64,
     pub duplicate_notices: AtomicU64,
     pub gaps: AtomicU64,
     pub malformed_events: AtomicU64,
@@ -42,6 +43,7 @@ impl Default for Metrics {
         Metrics {
             notices: AtomicU64::new(0),
             coalesced_notices: AtomicU64::new(0),
+            inline_lots: AtomicU64::new(0),
             duplicate_notices: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
             malformed_events: AtomicU64::new(0),
@@ -98,6 +100,7 @@ impl Metrics {
         MetricsSnapshot {
             notices: get(&self.notices),
             coalesced_notices: get(&self.coalesced_notices),
+            inline_lots: get(&self.inline_lots),
             duplicate_notices: get(&self.duplicate_notices),
             gaps: get(&self.gaps),
             malformed_events: get(&self.malformed_events),
@@ -177,6 +180,8 @@ pub struct MetricsSnapshot {
     pub notices: u64,
     /// Notices that did not cause a fetch of their own (coalesced into one in flight or queued).
     pub coalesced_notices: u64,
+    /// Notices that carried their lot (`inline_lots`), applied without a fetch.
+    pub inline_lots: u64,
     /// Notices whose sequence was not above the last one seen (ignored).
     pub duplicate_notices: u64,
     /// Jumps in sequence, or heartbeats ahead of the last notice, that triggered a catch-up.
@@ -227,12 +232,17 @@ impl MetricsSnapshot {
     /// assert!(text.contains("# TYPE lotsync_fetches_total counter"));
     /// ```
     pub fn to_prometheus(&self) -> String {
-        let counters: [(&str, &str, u64); 21] = [
+        let counters: [(&str, &str, u64); 22] = [
             ("notices", "Notices received", self.notices),
             (
                 "coalesced_notices",
                 "Notices coalesced into another fetch",
                 self.coalesced_notices,
+            ),
+            (
+                "inline_lots",
+                "Notices that carried their lot, applied without a fetch",
+                self.inline_lots,
             ),
             (
                 "duplicate_notices",
@@ -353,6 +363,6 @@ mod tests {
         Metrics::add(&metrics.fetches, 3);
         let text = metrics.snapshot().to_prometheus();
         assert!(text.contains("lotsync_fetches_total 3"), "{text}");
-        assert_eq!(text.matches("# TYPE").count(), 22);
+        assert_eq!(text.matches("# TYPE").count(), 23);
     }
 }

@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use tokio::sync::watch;
+
 use crate::fanout::{Fanout, Subscription};
 use crate::protocol::{Lot, Seq};
 use crate::state::ConnectionState;
@@ -22,10 +24,22 @@ struct MirrorState {
     state: Option<ConnectionState>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct MirrorShared {
     state: RwLock<MirrorState>,
     pub fanout: Fanout,
+    /// Counts changes, so a relay can wait for the lots its notices are waiting on.
+    changes: watch::Sender<u64>,
+}
+
+impl Default for MirrorShared {
+    fn default() -> Self {
+        MirrorShared {
+            state: RwLock::default(),
+            fanout: Fanout::default(),
+            changes: watch::Sender::new(0),
+        }
+    }
 }
 
 /// What [`Mirror::apply`] did.
@@ -115,6 +129,8 @@ impl Mirror {
         let lot = Arc::new(lot);
         state.lots.insert(lot.id.clone(), lot.clone());
         self.shared.fanout.publish_lot(&lot, previous);
+        drop(state);
+        self.shared.changes.send_modify(|n| *n += 1);
         match previous {
             Some(previous) => Applied::Updated { previous },
             None => Applied::Inserted,
@@ -153,7 +169,15 @@ impl Mirror {
         state.epoch = Some(epoch.to_owned());
         let all: Vec<Arc<Lot>> = state.lots.values().cloned().collect();
         self.shared.fanout.publish_resync(&all, epoch_changed);
+        drop(state);
+        self.shared.changes.send_modify(|n| *n += 1);
         epoch_changed
+    }
+
+    /// Wakes on every change of the mirror's lots.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn watch_changes(&self) -> watch::Receiver<u64> {
+        self.shared.changes.subscribe()
     }
 
     /// Record and announce a connection state.

@@ -47,6 +47,10 @@ pub(crate) struct Options {
     /// After a cache miss, wait this long for the warmer and look once more before
     /// asking the master (zero: ask the master at once).
     pub cache_grace: Duration,
+    /// Ask for notices that carry their lot (`?lots=inline`), so no fetch is needed.
+    pub inline_lots: bool,
+    /// Told of every notice, resync and heartbeat (a terminal server's relay).
+    pub observer: Option<std::sync::Arc<dyn crate::sync::SyncObserver>>,
 }
 
 impl Default for Options {
@@ -70,6 +74,8 @@ impl Default for Options {
             root_certificates: Vec::new(),
             memcached: Vec::new(),
             cache_grace: Duration::from_millis(3),
+            inline_lots: false,
+            observer: None,
         }
     }
 }
@@ -97,6 +103,8 @@ impl fmt::Debug for Options {
             .field("root_certificates", &self.root_certificates.len())
             .field("memcached", &self.memcached)
             .field("cache_grace", &self.cache_grace)
+            .field("inline_lots", &self.inline_lots)
+            .field("observer", &self.observer.is_some())
             .finish()
     }
 }
@@ -298,6 +306,35 @@ impl ClientBuilder {
     /// ```
     pub fn cache_grace(mut self, grace: Duration) -> Self {
         self.options.cache_grace = grace;
+        self
+    }
+
+    /// Ask for notices that carry their lot (the notice stream's `lots=inline`
+    /// option): each change arrives with the lot itself and needs no fetch. Off by
+    /// default: a master then reads the lot for every notice on every stream, which
+    /// suits a few displays behind a terminal server better than many terminal servers
+    /// on a master.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), lotsync::BuildError> {
+    /// let client = lotsync::Client::builder("http://terminal-server:8090")
+    ///     .token("display-token")
+    ///     .inline_lots(true)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn inline_lots(mut self, inline: bool) -> Self {
+        self.options.inline_lots = inline;
+        self
+    }
+
+    /// Tell `observer` of every notice, resync and heartbeat (used by the relay).
+    #[cfg(feature = "server")]
+    pub(crate) fn observer(
+        mut self,
+        observer: std::sync::Arc<dyn crate::sync::SyncObserver>,
+    ) -> Self {
+        self.options.observer = Some(observer);
         self
     }
 

@@ -41,6 +41,16 @@ const MAX_RESYNCS_PER_CATCH_UP: u32 = 3;
 /// Before the master has announced its heartbeat interval.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Told what the sync task sees, in order: a terminal server relays it downstream.
+pub(crate) trait SyncObserver: Send + Sync {
+    /// The mirror was loaded from a snapshot of `epoch` consistent as of `seq`.
+    fn resynced(&self, epoch: &str, seq: Seq);
+    /// The cursor accepted this notice (the next in sequence).
+    fn noticed(&self, notice: Notice);
+    /// A heartbeat of the current epoch arrived.
+    fn heartbeat(&self, heartbeat: &Heartbeat);
+}
+
 /// Why a stream connection ended.
 #[derive(Debug)]
 enum Ended {
@@ -165,6 +175,9 @@ impl SyncTask {
         if epoch_changed || self.epoch.as_deref() != Some(epoch.as_str()) {
             // Sequences of another history mean nothing here.
             self.dirty.clear();
+        }
+        if let Some(observer) = &self.options.observer {
+            observer.resynced(&epoch, snapshot.seq);
         }
         self.epoch = Some(epoch);
         self.cursor = snapshot.seq;
@@ -309,6 +322,9 @@ impl SyncTask {
                     return Ok(());
                 };
                 Metrics::inc(&self.metrics.heartbeats);
+                if let Some(observer) = &self.options.observer {
+                    observer.heartbeat(&heartbeat);
+                }
                 // A full heartbeat interval on this stream: the connection is healthy.
                 self.attempt = 0;
                 if self.epoch.as_deref() != Some(heartbeat.epoch.as_str()) {
@@ -385,15 +401,33 @@ impl SyncTask {
                 )));
             }
         }
-        self.mark(&notice.lot_id, notice.seq);
+        self.mark(notice);
         Ok(())
     }
 
-    fn mark(&mut self, lot_id: &str, seq: Seq) {
-        if !self.dirty.mark(lot_id, seq, Instant::now()) {
-            Metrics::inc(&self.metrics.coalesced_notices);
+    /// Record a notice the cursor accepted: its lot becomes dirty (or, with an inline
+    /// lot at that version, goes into the mirror at once).
+    fn mark(&mut self, mut notice: Notice) {
+        let inline = notice
+            .lot
+            .take()
+            .filter(|lot| lot.id == notice.lot_id && lot.seq >= notice.seq);
+        let seq = notice.seq;
+        match inline {
+            Some(lot) => {
+                Metrics::inc(&self.metrics.inline_lots);
+                self.mirror.apply(*lot);
+            }
+            None => {
+                if !self.dirty.mark(&notice.lot_id, seq, Instant::now()) {
+                    Metrics::inc(&self.metrics.coalesced_notices);
+                }
+            }
         }
         self.cursor = seq;
+        if let Some(observer) = &self.options.observer {
+            observer.noticed(notice);
+        }
     }
 
     /// Read the change log from the cursor up to `target`; a log that no longer reaches
@@ -448,7 +482,7 @@ impl SyncTask {
                     self.resync_inline().await?;
                     break;
                 }
-                self.mark(&change.lot_id, change.seq);
+                self.mark(change);
             }
         }
         Ok(())

@@ -76,6 +76,6 @@ async fn patch_chaos(
         return Err(chaos_disabled());
     }
     let settings = state.chaos.apply(&patch)?;
-    state.store.notices().wake();
+    state.store.log_tail().wake();
     Ok(Json(settings))
 }

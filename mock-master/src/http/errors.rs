@@ -1,80 +1,15 @@
-//! Every error the HTTP API returns, as `{"error": {...}}` ([`lotsync::protocol::ErrorBody`]),
-//! and the JSON body extractor whose errors name the field at fault.
+//! How store failures become HTTP errors ([`ApiError`], shared with the terminal
+//! routes in [`lotsync::serve`]), and the JSON body extractor whose errors name the
+//! field at fault.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use lotsync::protocol::{self, ErrorBody, FieldError, codes};
+use axum::http::StatusCode;
+use lotsync::protocol::codes;
+pub use lotsync::serve::ApiError;
 use serde::de::DeserializeOwned;
 
 use crate::store::StoreError;
-
-/// An error response: a status, the wire error, and an optional Retry-After.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{status}: {}", .error.message)]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// The body's `error` object.
-    pub error: protocol::ApiError,
-    /// Seconds for the Retry-After header.
-    pub retry_after: Option<u64>,
-}
-
-impl ApiError {
-    /// An error with a status, a code and a message.
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            error: protocol::ApiError {
-                code: code.to_owned(),
-                message: message.into(),
-                field: None,
-                min_next_bid: None,
-                status: None,
-            },
-            retry_after: None,
-        }
-    }
-
-    /// Name the field at fault.
-    pub fn with_field(mut self, field: impl Into<String>) -> ApiError {
-        self.error.field = Some(field.into());
-        self
-    }
-
-    /// 401 unauthorized.
-    pub fn unauthorized(message: &str) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED, message)
-    }
-
-    /// 403 forbidden.
-    pub fn forbidden(message: &str) -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, codes::FORBIDDEN, message)
-    }
-
-    /// 404 not found.
-    pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, message)
-    }
-
-    /// 400 naming a field with a bad value.
-    pub fn invalid_field(field: &str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, codes::INVALID_FIELD, message).with_field(field)
-    }
-
-    /// 500 internal.
-    pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, message)
-    }
-}
-
-impl From<FieldError> for ApiError {
-    fn from(e: FieldError) -> ApiError {
-        ApiError::invalid_field(&e.field, e.message)
-    }
-}
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
@@ -113,19 +48,6 @@ impl From<StoreError> for ApiError {
                 ApiError::internal("internal error")
             }
         }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response =
-            (self.status, axum::Json(ErrorBody { error: self.error })).into_response();
-        if let Some(secs) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        response
     }
 }
 

@@ -90,7 +90,7 @@ impl Scenario {
                             .chaos
                             .apply(patch)
                             .expect("rates were checked when the scenario was loaded");
-                        state.store.notices().wake();
+                        state.store.log_tail().wake();
                         report.faults += 1;
                         tracing::info!(step = n, at_ms, line, ?settings, "faults switched");
                     } else {

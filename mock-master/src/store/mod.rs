@@ -14,6 +14,7 @@
 //! - [`engine`]: the connection trait, the SQL dialects and one driver per engine.
 
 pub mod engine;
+pub mod log_tail;
 pub mod oplog;
 pub mod primary;
 pub mod replica;
@@ -30,8 +31,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::chaos::Chaos;
 use crate::metrics::Metrics;
-use crate::notices::Notices;
 use engine::{Access, DbUrl, Durability};
+use log_tail::LogTail;
 use primary::Command;
 use replica::Readers;
 use schema::Role;
@@ -162,7 +163,7 @@ struct Inner {
     /// Reads the primary for tests and the demo driver.
     primary_reader: Readers,
     epoch: String,
-    notices: Arc<Notices>,
+    notices: Arc<LogTail>,
     /// Background threads, joined at shutdown so the databases are closed cleanly.
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Keeps an in-memory master's directory alive until the store is dropped.
@@ -228,7 +229,7 @@ impl Store {
         schema::migrate(&mut *replica_conn, Role::Replica)?;
         let mut log_conn = engine::connect(&primary_url, Access::Read)?;
         let applied = replicator::bootstrap(&mut *replica_conn, &mut *log_conn, &epoch)?;
-        let notices = Arc::new(Notices::new(epoch.clone(), retention, ring, head, applied));
+        let notices = Arc::new(LogTail::new(epoch.clone(), retention, ring, head, applied));
 
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = primary::Writer::new(
@@ -268,7 +269,7 @@ impl Store {
     }
 
     /// The notice ring and the head/applied watches.
-    pub fn notices(&self) -> &Arc<Notices> {
+    pub fn log_tail(&self) -> &Arc<LogTail> {
         &self.inner.notices
     }
 
@@ -358,7 +359,7 @@ impl Store {
         &self,
         after: Seq,
         limit: usize,
-    ) -> Result<Vec<Notice>, crate::notices::Truncated> {
+    ) -> Result<Vec<Notice>, lotsync::serve::Truncated> {
         self.inner.notices.after(after, limit)
     }
 

@@ -15,11 +15,11 @@ use lotsync::protocol::{Bid, Lot, LotInput, LotStatus, Money, Notice, OpKind, Se
 use tokio::sync::{mpsc, oneshot};
 
 use super::engine::{Conn, args};
+use super::log_tail::LogTail;
 use super::oplog::Op;
 use super::schema::{self, fmt_time, parse_time};
 use super::{BidOutcome, StoreError};
 use crate::metrics::Metrics;
-use crate::notices::Notices;
 
 /// Most commands committed in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -96,6 +96,7 @@ pub fn load_tail(conn: &mut dyn Conn, retention: usize) -> Result<(Seq, Vec<Noti
                 lot_id: r.text(1)?,
                 kind: parse_kind(&r.text(2)?)?,
                 at: parse_time(&r.text(3)?)?,
+                lot: None,
             })
         })
         .collect::<Result<_, StoreError>>()?;
@@ -112,7 +113,7 @@ fn parse_kind(kind: &str) -> Result<OpKind, StoreError> {
 /// The writer thread's state.
 pub struct Writer {
     conn: Box<dyn Conn>,
-    notices: std::sync::Arc<Notices>,
+    notices: std::sync::Arc<LogTail>,
     metrics: std::sync::Arc<Metrics>,
     /// Last sequence committed (or, inside a batch, appended).
     head: Seq,
@@ -134,7 +135,7 @@ impl Writer {
     /// A writer continuing the log at `head`.
     pub fn new(
         conn: Box<dyn Conn>,
-        notices: std::sync::Arc<Notices>,
+        notices: std::sync::Arc<LogTail>,
         metrics: std::sync::Arc<Metrics>,
         head: Seq,
         retention: usize,
@@ -363,6 +364,7 @@ impl Ctx<'_> {
             lot_id: lot_id.to_owned(),
             kind: op.kind(),
             at: self.at,
+            lot: None,
         });
         Ok(lot)
     }

@@ -13,10 +13,10 @@ use lotsync::protocol::Seq;
 
 use super::StoreError;
 use super::engine::{Conn, args};
+use super::log_tail::LogTail;
 use super::oplog::{Entry, Op};
 use super::schema::{self, parse_time};
 use crate::chaos::Chaos;
-use crate::notices::Notices;
 
 /// Most entries applied in one replica transaction.
 pub const MAX_APPLY: usize = 512;
@@ -76,7 +76,7 @@ pub struct Replicator {
     replica: Box<dyn Conn>,
     /// The primary, read for the log.
     log: Box<dyn Conn>,
-    notices: Arc<Notices>,
+    notices: Arc<LogTail>,
     chaos: Arc<Chaos>,
     applied: Seq,
 }
@@ -86,7 +86,7 @@ impl Replicator {
     pub fn new(
         replica: Box<dyn Conn>,
         log: Box<dyn Conn>,
-        notices: Arc<Notices>,
+        notices: Arc<LogTail>,
         chaos: Arc<Chaos>,
         applied: Seq,
     ) -> Self {

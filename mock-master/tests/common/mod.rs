@@ -98,7 +98,7 @@ pub async fn call(
 
 /// Wait until the replica has applied `seq`.
 pub async fn replicated(state: &AppState, seq: u64) {
-    let mut applied = state.store.notices().watch_applied();
+    let mut applied = state.store.log_tail().watch_applied();
     tokio::time::timeout(Duration::from_secs(5), applied.wait_for(|a| *a >= seq))
         .await
         .expect("replica caught up in time")

@@ -65,6 +65,13 @@ pub mod codes {
     pub const CHAOS_DISABLED: &str = "chaos_disabled";
     /// 500: injected or internal failure.
     pub const INTERNAL: &str = "internal";
+    /// 503: the server is at its limit of connections, streams or requests (see
+    /// Retry-After).
+    pub const OVERLOADED: &str = "overloaded";
+    /// 503: a terminal server has no synchronised mirror yet (see Retry-After).
+    pub const NOT_SYNCED: &str = "not_synced";
+    /// 502: a terminal server could not reach its upstream to forward a request.
+    pub const UPSTREAM_UNAVAILABLE: &str = "upstream_unavailable";
 }
 
 /// A validation failure naming the field at fault.

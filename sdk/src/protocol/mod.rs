@@ -34,7 +34,7 @@ mod stream;
 
 pub use errors::{ApiError, ErrorBody, FieldError, codes, validate_lot_id, validate_money};
 pub use lot::{Bid, BidRequest, Lot, LotInput, LotStatus, StatusChange};
-pub use ops::{ChaosPatch, ChaosSettings, ReplicationStatus};
+pub use ops::{ChaosPatch, ChaosSettings, MAX_FAULT_DELAY_MS, ReplicationStatus};
 pub use stream::{ChangesResponse, Heartbeat, Hello, LotsResponse, Notice, OpKind, Reset};
 
 /// Position of an operation in the master's operation log; also a lot's version.

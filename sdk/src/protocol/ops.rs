@@ -62,3 +62,6 @@ pub struct ChaosSettings {
     /// Whether the replicator is paused.
     pub pause_replicator: bool,
 }
+
+/// Largest injected delay accepted (`replica_lag_ms`, `fetch_delay_ms`), in milliseconds.
+pub const MAX_FAULT_DELAY_MS: u64 = 60_000;

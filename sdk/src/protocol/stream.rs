@@ -49,6 +49,10 @@ pub struct Notice {
     pub kind: OpKind,
     /// Commit time on the master's clock.
     pub at: DateTime<Utc>,
+    /// The lot itself, at this version or a newer one: only on streams opened with
+    /// `?lots=inline`, so a display needs no fetch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot: Option<Box<Lot>>,
 }
 
 /// First event of every notice stream (SSE event `hello`).
@@ -73,6 +77,9 @@ pub struct Heartbeat {
     pub head: Seq,
     /// Master's clock.
     pub at: DateTime<Utc>,
+    /// Set by a terminal server that lost its upstream: what it serves may be old.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
 }
 
 /// The requested resume point cannot be served (SSE event `reset`): resynchronise from
