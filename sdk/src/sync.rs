@@ -78,6 +78,11 @@ pub(crate) struct SyncTask {
     /// When the stream went down (None while connected).
     down_since: Option<Instant>,
     idle_timeout: Duration,
+    /// Since when the upstream (a terminal server) has said its data is stale.
+    upstream_stale_since: Option<Instant>,
+    /// This connection's `hello` announced a new epoch and a snapshot of it was loaded:
+    /// the `reset` that follows needs no second snapshot.
+    resynced_on_hello: bool,
 }
 
 impl SyncTask {
@@ -110,6 +115,8 @@ impl SyncTask {
             attempt: 0,
             down_since: None,
             idle_timeout,
+            upstream_stale_since: None,
+            resynced_on_hello: false,
         }
     }
 
@@ -228,6 +235,7 @@ impl SyncTask {
 
     /// One connection of the notice stream, until it ends.
     async fn stream_once(&mut self) -> Ended {
+        self.resynced_on_hello = false;
         let client = match self.connect() {
             Ok(client) => client,
             Err(error) => {
@@ -325,6 +333,20 @@ impl SyncTask {
                 if let Some(observer) = &self.options.observer {
                     observer.heartbeat(&heartbeat);
                 }
+                // A terminal server cut off from its upstream says so: what it serves,
+                // and so this mirror, may be old.
+                match (heartbeat.stale, self.upstream_stale_since) {
+                    (true, None) => {
+                        let since = Instant::now();
+                        self.upstream_stale_since = Some(since);
+                        self.set_state(ConnectionState::Stale { since });
+                    }
+                    (false, Some(_)) => {
+                        self.upstream_stale_since = None;
+                        self.set_state(ConnectionState::Live);
+                    }
+                    _ => {}
+                }
                 // A full heartbeat interval on this stream: the connection is healthy.
                 self.attempt = 0;
                 if self.epoch.as_deref() != Some(heartbeat.epoch.as_str()) {
@@ -351,10 +373,13 @@ impl SyncTask {
                         .max(Duration::from_millis(300));
                 }
                 self.down_since = None;
+                self.upstream_stale_since = None;
                 self.set_state(ConnectionState::Live);
                 if self.epoch.as_deref() != Some(hello.epoch.as_str()) {
                     info!("master has a new epoch; resynchronising");
-                    return self.resync_inline().await;
+                    self.resync_inline().await?;
+                    self.resynced_on_hello = true;
+                    return Ok(());
                 }
                 Ok(())
             }
@@ -362,6 +387,17 @@ impl SyncTask {
                 let Some(reset) = self.parse::<Reset>(&event.data) else {
                     return Ok(());
                 };
+                let same_history = self.epoch.as_deref() == Some(reset.epoch.as_str());
+                if same_history && (self.cursor <= reset.head || self.resynced_on_hello) {
+                    // Already following this history (the snapshot `hello` triggered,
+                    // or a resume point the log no longer holds): the notices up to
+                    // the stream's restart point come from the change log, which falls
+                    // back to a snapshot when it does not reach back. One snapshot per
+                    // epoch change, not two.
+                    debug!(reason = %reset.reason, head = reset.head, "reset within the followed history; catching up");
+                    self.resynced_on_hello = false;
+                    return self.catch_up(reset.head).await;
+                }
                 info!(reason = %reset.reason, head = reset.head, "master asked for a resync");
                 self.resync_inline().await
             }
@@ -375,6 +411,7 @@ impl SyncTask {
 
     async fn on_notice(&mut self, notice: Notice) -> Result<(), Ended> {
         Metrics::inc(&self.metrics.notices);
+        self.resynced_on_hello = false;
         if notice.seq <= self.cursor {
             Metrics::inc(&self.metrics.duplicate_notices);
             return Ok(());
@@ -496,7 +533,10 @@ impl SyncTask {
                 if self.cancel.is_cancelled() {
                     return Err(Ended::Shutdown);
                 }
-                self.set_state(ConnectionState::Live);
+                self.set_state(match self.upstream_stale_since {
+                    Some(since) => ConnectionState::Stale { since },
+                    None => ConnectionState::Live,
+                });
                 Ok(())
             }
             Err(error) => {

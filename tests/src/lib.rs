@@ -3,10 +3,14 @@
 //! master's replica.
 //!
 //! # Layout
-//! - this file: fixtures ([`lot_input`], [`start_master`], [`connect`]) and the
-//!   convergence check ([`converged`], [`wait_converged`]).
+//! - this file: fixtures ([`lot_input`], [`start_master`], [`connect`],
+//!   [`start_terminal_server`]) and the convergence check ([`converged`],
+//!   [`wait_converged`]).
+//! - [`sse`]: a raw Server-Sent Events reader.
 //! - `tests/`: end-to-end suites that need the SDK and the master together.
 //! - `src/bin/`: the benchmark program.
+
+pub mod sse;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -63,6 +67,92 @@ pub fn connect(master: &Master) -> anyhow::Result<lotsync::Client> {
         .reconnect_delay(Duration::from_millis(20), Duration::from_millis(500))
         .retry_delay(Duration::from_millis(10), Duration::from_millis(200))
         .build()?)
+}
+
+/// A terminal server running in-process on a free port of 127.0.0.1.
+pub struct RunningTerminalServer {
+    /// The server (its client, position).
+    pub server: lotsync::serve::TerminalServer,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The display token its terminals present.
+    pub token: String,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl RunningTerminalServer {
+    /// A client of this terminal server with short retry delays.
+    pub fn connect(&self) -> anyhow::Result<lotsync::Client> {
+        self.connect_with(|b| b)
+    }
+
+    /// A client of this terminal server, configured further by `configure`.
+    pub fn connect_with(
+        &self,
+        configure: impl FnOnce(lotsync::ClientBuilder) -> lotsync::ClientBuilder,
+    ) -> anyhow::Result<lotsync::Client> {
+        let builder = lotsync::Client::builder(&self.url)
+            .token(&self.token)
+            .reconnect_delay(Duration::from_millis(20), Duration::from_millis(500))
+            .retry_delay(Duration::from_millis(10), Duration::from_millis(200));
+        Ok(configure(builder).build()?)
+    }
+
+    /// Stop serving and stop following the upstream.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Start a terminal server following `upstream` (a master or another terminal server)
+/// with `token`, on a free port, with short heartbeats and upstream retry delays;
+/// `configure` adjusts the builder.
+pub async fn start_terminal_server(
+    upstream: &str,
+    token: &str,
+    configure: impl FnOnce(
+        lotsync::serve::TerminalServerBuilder,
+    ) -> lotsync::serve::TerminalServerBuilder,
+) -> anyhow::Result<RunningTerminalServer> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    start_terminal_server_on(listener, upstream, token, configure)
+}
+
+/// [`start_terminal_server`] on a listener the caller bound (to restart on a port).
+pub fn start_terminal_server_on(
+    listener: tokio::net::TcpListener,
+    upstream: &str,
+    token: &str,
+    configure: impl FnOnce(
+        lotsync::serve::TerminalServerBuilder,
+    ) -> lotsync::serve::TerminalServerBuilder,
+) -> anyhow::Result<RunningTerminalServer> {
+    let display_token = "display-token".to_owned();
+    let builder = lotsync::serve::TerminalServer::builder(upstream)
+        .token(token)
+        .client(|c| {
+            c.reconnect_delay(Duration::from_millis(20), Duration::from_millis(500))
+                .retry_delay(Duration::from_millis(10), Duration::from_millis(200))
+        })
+        .display_token(&display_token)
+        .heartbeat(Duration::from_millis(200));
+    let server = configure(builder).start()?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = {
+        let server = server.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move { server.serve(listener, stop.cancelled_owned()).await })
+    };
+    Ok(RunningTerminalServer {
+        server,
+        url,
+        token: display_token,
+        task,
+        stop,
+    })
 }
 
 /// Lots whose version differs between `mirror` and `replica` (missing on either side

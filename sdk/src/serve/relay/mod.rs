@@ -211,6 +211,21 @@ impl TerminalServer {
         &self.client
     }
 
+    /// The history served downstream and its head (every notice up to it is relayed
+    /// and its lot is in the mirror).
+    pub fn position(&self) -> (String, crate::protocol::Seq) {
+        self.source.0.log.position()
+    }
+
+    /// Wait until everything up to `seq` is served downstream, or `timeout` passes.
+    /// Returns whether it got there.
+    pub async fn wait_served(&self, seq: crate::protocol::Seq, timeout: Duration) -> bool {
+        let mut ready = self.source.0.log.watch_ready();
+        tokio::time::timeout(timeout, ready.wait_for(|r| *r >= seq))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// The router: the terminal routes, bids forwarded upstream, `/healthz`, `/metrics`,
     /// `/openapi.json`.
     pub fn router(&self) -> Router {
