@@ -6,10 +6,11 @@
 //! - this file: fixtures ([`lot_input`], [`start_master`], [`connect`],
 //!   [`start_terminal_server`]) and the convergence check ([`converged`],
 //!   [`wait_converged`]).
-//! - [`sse`]: a raw Server-Sent Events reader.
+//! - [`sse`]: a raw Server-Sent Events reader; [`faults`]: the fault schedule.
 //! - `tests/`: end-to-end suites that need the SDK and the master together.
 //! - `src/bin/`: the benchmark program.
 
+pub mod faults;
 pub mod sse;
 
 use std::collections::BTreeMap;
