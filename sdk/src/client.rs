@@ -182,7 +182,9 @@ impl Client {
 
     /// A copy of the client's counters and latency percentiles.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.inner.metrics.snapshot()
+        let mut snapshot = self.inner.metrics.snapshot();
+        snapshot.display_skipped = self.inner.mirror.shared().fanout.skipped();
+        snapshot
     }
 
     /// The live counters (for a server that renders them with its own).

@@ -164,6 +164,8 @@ impl Queue {
 #[derive(Debug, Default)]
 pub(crate) struct Fanout {
     queues: Mutex<Vec<Arc<Queue>>>,
+    /// Updates skipped across every display so far (the `display_skipped` metric).
+    skipped: std::sync::atomic::AtomicU64,
 }
 
 impl Fanout {
@@ -190,17 +192,28 @@ impl Fanout {
 
     /// Returns the number of updates skipped across displays.
     pub fn publish_lot(&self, lot: &Arc<Lot>, previous_version: Option<Seq>) -> u64 {
-        self.queues()
+        let skipped = self
+            .queues()
             .iter()
             .map(|q| q.push_lot(lot.clone(), previous_version))
-            .sum()
+            .sum();
+        self.skipped.fetch_add(skipped, Ordering::Relaxed);
+        skipped
     }
 
     pub fn publish_resync(&self, lots: &[Arc<Lot>], epoch_changed: bool) -> u64 {
-        self.queues()
+        let skipped = self
+            .queues()
             .iter()
             .map(|q| q.push_resync(lots.to_vec(), epoch_changed))
-            .sum()
+            .sum();
+        self.skipped.fetch_add(skipped, Ordering::Relaxed);
+        skipped
+    }
+
+    /// Updates skipped across every display so far.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
     }
 
     pub fn publish_state(&self, state: ConnectionState) {

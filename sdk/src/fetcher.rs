@@ -277,11 +277,17 @@ impl Fetcher {
     }
 
     /// Put a lot that answers its notice into the mirror and settle its dirty entry.
-    fn deliver(&self, id: &str, lot: crate::protocol::Lot) {
+    fn deliver(&self, epoch: &str, id: &str, lot: crate::protocol::Lot) {
         let got = lot.seq;
-        match self.mirror.apply(lot) {
+        match self.mirror.apply(epoch, lot) {
             Applied::NotNewer { .. } => Metrics::inc(&self.metrics.ignored_stale_versions),
             Applied::Inserted | Applied::Updated { .. } => Metrics::inc(&self.metrics.applied),
+            Applied::OtherEpoch => {
+                // Read before an epoch change: the entry (if any) belongs to the new
+                // history now and is fetched again there.
+                debug!(lot = %id, "a lot of the previous epoch arrived; dropped");
+                return;
+            }
         }
         if let Some(since) = self.dirty.done(id, got) {
             self.metrics.observe_latency(since.elapsed());
@@ -310,7 +316,7 @@ impl Fetcher {
             match found.remove(&id).filter(|lot| lot.seq >= want) {
                 Some(lot) => {
                     Metrics::inc(&self.metrics.cache_hits);
-                    self.deliver(&id, lot);
+                    self.deliver(&epoch, &id, lot);
                 }
                 None => {
                     Metrics::inc(&self.metrics.cache_misses);
@@ -366,7 +372,7 @@ impl Fetcher {
                 retry.push(id.to_owned());
                 continue;
             }
-            self.deliver(id, lot);
+            self.deliver(&response.epoch, id, lot);
         }
         for id in &response.missing {
             if wanted.contains_key(id.as_str()) && answered.insert(id) {

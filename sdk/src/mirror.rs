@@ -51,6 +51,9 @@ pub(crate) enum Applied {
     Updated { previous: Seq },
     /// The mirror already held this version or a newer one: nothing changed.
     NotNewer { held: Seq },
+    /// The lot was read from another history than the mirror's (a fetch or cache
+    /// read that began before an epoch change): nothing changed.
+    OtherEpoch,
 }
 
 /// Read access to the mirror of every lot. Cheap to clone.
@@ -118,9 +121,14 @@ impl Mirror {
         self.read().state.is_none_or(|s| s.is_stale())
     }
 
-    /// Apply one fetched lot if it is newer than the held version.
-    pub(crate) fn apply(&self, lot: Lot) -> Applied {
+    /// Apply one lot read from history `epoch` if the mirror follows that history and
+    /// the lot is newer than the held version. Both checks happen under one lock, so a
+    /// read that began in an old epoch can never land in a new one.
+    pub(crate) fn apply(&self, epoch: &str, lot: Lot) -> Applied {
         let mut state = self.write();
+        if state.epoch.as_deref() != Some(epoch) {
+            return Applied::OtherEpoch;
+        }
         let previous = state.lots.get(&lot.id).map(|held| held.seq);
         if let Some(held) = previous.filter(|held| *held >= lot.seq) {
             return Applied::NotNewer { held };
@@ -230,11 +238,12 @@ mod tests {
         ];
         for (held, incoming, expected, after) in table {
             let mirror = Mirror::default();
+            mirror.resync("e1", 0, vec![]);
             if let Some(held) = held {
-                mirror.apply(lot("a", held, 1));
+                mirror.apply("e1", lot("a", held, 1));
             }
             assert_eq!(
-                mirror.apply(lot("a", incoming, 2)),
+                mirror.apply("e1", lot("a", incoming, 2)),
                 expected,
                 "{held:?} <- {incoming}"
             );
@@ -243,10 +252,25 @@ mod tests {
     }
 
     #[test]
+    fn a_lot_of_another_epoch_is_never_applied() {
+        let mirror = Mirror::default();
+        assert_eq!(
+            mirror.apply("e1", lot("a", 1, 1)),
+            Applied::OtherEpoch,
+            "no history yet"
+        );
+        mirror.resync("e2", 0, vec![]);
+        assert_eq!(mirror.apply("e1", lot("a", 9, 1)), Applied::OtherEpoch);
+        assert!(mirror.get("a").is_none());
+        assert_eq!(mirror.apply("e2", lot("a", 1, 1)), Applied::Inserted);
+    }
+
+    #[test]
     fn out_of_order_responses_never_regress() {
         let mirror = Mirror::default();
+        mirror.resync("e1", 0, vec![]);
         for seq in [3, 1, 7, 2, 7, 5, 8, 4] {
-            mirror.apply(lot("a", seq, seq as i64));
+            mirror.apply("e1", lot("a", seq, seq as i64));
         }
         assert_eq!(mirror.get("a").unwrap().seq, 8);
         assert_eq!(mirror.get("a").unwrap().current_price, 8);
@@ -256,9 +280,10 @@ mod tests {
     #[test]
     fn displays_see_only_forward_changes() {
         let mirror = Mirror::default();
+        mirror.resync("e1", 0, vec![]);
         let mut display = mirror.subscribe();
         for seq in [2, 1, 4, 3] {
-            mirror.apply(lot("a", seq, 0));
+            mirror.apply("e1", lot("a", seq, 0));
         }
         let versions: Vec<Seq> = std::iter::from_fn(|| display.try_recv())
             .filter_map(|u| match u {
@@ -274,7 +299,7 @@ mod tests {
     fn resync_in_the_same_epoch_keeps_newer_lots() {
         let mirror = Mirror::default();
         mirror.resync("e1", 10, vec![lot("a", 3, 1), lot("b", 4, 1)]);
-        mirror.apply(lot("a", 12, 2));
+        mirror.apply("e1", lot("a", 12, 2));
         let changed = mirror.resync(
             "e1",
             11,

@@ -346,6 +346,11 @@ impl ClientBuilder {
     /// ```
     /// let err = lotsync::Client::builder("ftp://example.com").build().unwrap_err();
     /// assert!(err.to_string().contains("invalid master url"));
+    /// # let rt = tokio::runtime::Runtime::new().unwrap();
+    /// # let _guard = rt.enter();
+    /// let forever = std::time::Duration::MAX;
+    /// let err = lotsync::Client::builder("http://m").stale_after(forever).build().unwrap_err();
+    /// assert!(err.to_string().contains("stale_after"));
     /// ```
     pub fn build(self) -> Result<Client, BuildError> {
         let mut options = self.options;
@@ -389,6 +394,23 @@ impl ClientBuilder {
                 .is_some_and(|t| http::HeaderValue::from_str(&format!("Bearer {t}")).is_err())
             {
                 return Err(BuildError::InvalidToken { which });
+            }
+        }
+        // Deadlines are `Instant::now() + delay`: a delay near `Duration::MAX` would
+        // overflow and panic a background task. A day is far beyond any sane value.
+        let day = Duration::from_secs(24 * 3600);
+        for (option, value) in [
+            ("idle_timeout", options.idle_timeout.unwrap_or_default()),
+            ("reconnect_delay", options.reconnect_max),
+            ("retry_delay", options.retry_max),
+            ("stale_after", options.stale_after),
+            ("request_timeout", options.request_timeout),
+        ] {
+            if value > day {
+                return Err(BuildError::InvalidOption {
+                    option,
+                    reason: "at most a day".into(),
+                });
             }
         }
         if options.cache_grace > Duration::from_secs(1) {

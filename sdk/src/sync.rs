@@ -388,13 +388,12 @@ impl SyncTask {
                     return Ok(());
                 };
                 let same_history = self.epoch.as_deref() == Some(reset.epoch.as_str());
-                if same_history && (self.cursor <= reset.head || self.resynced_on_hello) {
-                    // Already following this history (the snapshot `hello` triggered,
-                    // or a resume point the log no longer holds): the notices up to
-                    // the stream's restart point come from the change log, which falls
-                    // back to a snapshot when it does not reach back. One snapshot per
-                    // epoch change, not two.
-                    debug!(reason = %reset.reason, head = reset.head, "reset within the followed history; catching up");
+                if same_history && self.resynced_on_hello {
+                    // The snapshot this connection's `hello` triggered is of this very
+                    // history: one snapshot per epoch change, not two. Notices between
+                    // it and the stream's restart point come from the change log (which
+                    // falls back to a snapshot when it does not reach back).
+                    debug!(reason = %reset.reason, head = reset.head, "reset after a fresh snapshot; catching up");
                     self.resynced_on_hello = false;
                     return self.catch_up(reset.head).await;
                 }
@@ -453,7 +452,8 @@ impl SyncTask {
         match inline {
             Some(lot) => {
                 Metrics::inc(&self.metrics.inline_lots);
-                self.mirror.apply(*lot);
+                let epoch = self.epoch.clone().unwrap_or_default();
+                self.mirror.apply(&epoch, *lot);
             }
             None => {
                 if !self.dirty.mark(&notice.lot_id, seq, Instant::now()) {

@@ -279,6 +279,10 @@ async fn a_slow_display_does_not_stall_a_fast_one() {
         }
     }
     assert!(skipped > 0 && slow.skipped() == skipped);
+    assert!(
+        client.metrics().display_skipped >= skipped,
+        "the display_skipped metric counts what displays skipped"
+    );
     client.shutdown().await;
     master.shutdown().await;
 }
