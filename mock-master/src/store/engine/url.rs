@@ -9,7 +9,8 @@ use std::str::FromStr;
 ///
 /// Parsed from `sqlite:PATH` (or a plain path), `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`
 /// (also `postgresql://`) and `mysql://USER[:PASSWORD]@HOST[:PORT]/DB` (also
-/// `mariadb://`). `Display` and `Debug` hide the password.
+/// `mariadb://`). `Display` and `Debug` hide the password, in the user part and in any
+/// query parameter that looks like a secret (`password=`, `sslpassword=`, ...).
 ///
 /// ```
 /// use mock_master::store::engine::DbUrl;
@@ -96,20 +97,55 @@ impl DbUrl {
     }
 }
 
-/// `scheme://user:***@host/...`: the password replaced.
+/// Query parameters whose value is hidden: anything that looks like a secret.
+fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+/// `scheme://user:***@host/db?password=***`: the password of the user part and every
+/// secret-looking query parameter replaced, so the URL can go into logs and errors.
 fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((user_info, host)) if user_info.contains(':') => {
+    // A password written without percent-encoding may hold '@' or '/': the user part
+    // runs to the last '@' before the query, and the host ends at the next '/'.
+    let before_query = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (user_info, after_user) = match rest[..before_query].rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let host_end = after_user.find(['/', '?', '#']).unwrap_or(after_user.len());
+    let (host, tail) = after_user.split_at(host_end);
+    let authority = match user_info {
+        Some(user_info) if user_info.contains(':') => {
             let user = user_info.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{tail}")
+            format!("{user}:***@{host}")
         }
-        _ => url.to_owned(),
-    }
+        Some(user) => format!("{user}@{host}"),
+        None => host.to_owned(),
+    };
+    let (path, fragment) = match tail.split_once('#') {
+        Some((path, fragment)) => (path, format!("#{fragment}")),
+        None => (tail, String::new()),
+    };
+    let tail = match path.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((name, _)) if is_secret_param(name) => format!("{name}=***"),
+                    _ => param.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => path.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}{fragment}")
 }
 
 impl fmt::Display for DbUrl {
@@ -164,6 +200,25 @@ mod tests {
             format!("{:?}", parse("mysql://u:pw@h/db").unwrap()),
             "mysql://u:***@h/db"
         );
+        // Passwords in the query string, with '@' or '/' inside, or after an empty user.
+        for (given, shown) in [
+            (
+                "postgres://u@h/db?sslmode=disable&password=s3cret",
+                "postgres://u@h/db?sslmode=disable&password=***",
+            ),
+            (
+                "postgres://h:5432/db?user=u&PassWord=s3cret&sslpassword=k3y&application_name=x",
+                "postgres://h:5432/db?user=u&PassWord=***&sslpassword=***&application_name=x",
+            ),
+            ("mysql://u:p@ss/w@h:3306/db", "mysql://u:***@h:3306/db"),
+            ("mysql://u:s3cret@h/db?pwd=s3cret#x", "mysql://u:***@h/db?pwd=***#x"),
+            ("postgres://:s3cret@h/db", "postgres://:***@h/db"),
+        ] {
+            let url = parse(given).unwrap();
+            assert_eq!(url.to_string(), shown, "{given}");
+            assert!(!format!("{url:?}").contains("s3cret"), "{given}");
+            assert_eq!(url.expose(), given.replacen("mariadb://", "mysql://", 1));
+        }
         for bad in [
             "",
             "sqlite:",
@@ -178,5 +233,25 @@ mod tests {
             "postgres://u@h:5432/t1?x=1"
         );
         assert_eq!(with_database("mysql://root@h", "t2"), "mysql://root@h/t2");
+    }
+
+    /// What a driver says when it cannot use or reach a URL must not carry the secret
+    /// either (port 1 on loopback refuses at once).
+    #[test]
+    fn driver_errors_do_not_repeat_the_password() {
+        for url in [
+            "postgres://u:s3cret@127.0.0.1:1/db?password=s3cret",
+            "postgres://u@127.0.0.1:1/db?password=s3cret&port=s3cret",
+            "mysql://u:s3cret@127.0.0.1:1/db",
+            "mysql://u@127.0.0.1:1/db?password=s3cret",
+        ] {
+            let url: DbUrl = url.parse().unwrap();
+            let result = super::super::off_runtime(|| {
+                super::super::connect(&url, super::super::Access::Read).map(|_| ())
+            });
+            let error = result.expect_err("nothing listens on port 1");
+            let shown = format!("{error} {error:?}");
+            assert!(!shown.contains("s3cret"), "{url}: {shown}");
+        }
     }
 }
