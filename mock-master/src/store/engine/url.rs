@@ -211,7 +211,10 @@ mod tests {
                 "postgres://h:5432/db?user=u&PassWord=***&sslpassword=***&application_name=x",
             ),
             ("mysql://u:p@ss/w@h:3306/db", "mysql://u:***@h:3306/db"),
-            ("mysql://u:s3cret@h/db?pwd=s3cret#x", "mysql://u:***@h/db?pwd=***#x"),
+            (
+                "mysql://u:s3cret@h/db?pwd=s3cret#x",
+                "mysql://u:***@h/db?pwd=***#x",
+            ),
             ("postgres://:s3cret@h/db", "postgres://:***@h/db"),
         ] {
             let url = parse(given).unwrap();
