@@ -1,13 +1,15 @@
 //! Bearer-token roles and the extractors that enforce them.
 //!
 //! A request without a known token gets 401; a known token of the wrong role gets 403.
-//! Either way the handler never runs, so nothing changes. Tokens are never logged.
-
-use std::collections::HashMap;
+//! Either way the handler never runs, so nothing changes. Tokens are never logged; they
+//! are kept as digests and compared in constant time, every one of them, so the time an
+//! answer takes tells nothing about the tokens.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+
+use lotsync::serve::Secret;
 
 use crate::config::MasterConfig;
 use crate::http::errors::ApiError;
@@ -24,19 +26,53 @@ pub enum Role {
     Terminal,
 }
 
-/// Token → role.
-pub struct Tokens(HashMap<String, Role>);
+/// Token digests and their roles.
+pub struct Tokens {
+    roles: Vec<(Secret, Role)>,
+    /// Required by `/metrics` when set (the admin token works too).
+    metrics: Option<Secret>,
+}
 
 impl Tokens {
-    /// The tokens of a configuration.
+    /// The tokens of a configuration. A token given to two roles keeps the first
+    /// (admin, then terminal, then bidders in order).
     pub fn from_config(config: &MasterConfig) -> Tokens {
-        let mut map = HashMap::new();
-        map.insert(config.admin_token.clone(), Role::Admin);
-        map.insert(config.terminal_token.clone(), Role::Terminal);
+        let mut roles = vec![
+            (Secret::new(&config.admin_token), Role::Admin),
+            (Secret::new(&config.terminal_token), Role::Terminal),
+        ];
         for (name, token) in &config.bidders {
-            map.insert(token.clone(), Role::Bidder(name.clone()));
+            roles.push((Secret::new(token), Role::Bidder(name.clone())));
         }
-        Tokens(map)
+        Tokens {
+            roles,
+            metrics: config.metrics_token.as_deref().map(Secret::new),
+        }
+    }
+
+    /// Whether the request may read `/metrics`: always when no metrics token is set,
+    /// else with the metrics token or the admin token.
+    pub fn may_scrape(&self, parts: &Parts) -> Result<(), ApiError> {
+        let Some(required) = &self.metrics else {
+            return Ok(());
+        };
+        let token = lotsync::serve::bearer(&parts.headers)
+            .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+        let admin = matches!(self.lookup(token), Some(Role::Admin));
+        if required.matches(token) | admin {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized("this needs the metrics token"))
+        }
+    }
+
+    /// The role of `token`, comparing it with every known token.
+    fn lookup(&self, token: &str) -> Option<&Role> {
+        let candidate = Secret::new(token);
+        self.roles.iter().fold(None, |found, (secret, role)| {
+            let hit = *secret == candidate;
+            found.or(hit.then_some(role))
+        })
     }
 
     /// Whether the request may read notices and lots (terminal or admin token).
@@ -62,8 +98,7 @@ impl Tokens {
         match token {
             None => Err(ApiError::unauthorized("missing bearer token")),
             Some(token) => self
-                .0
-                .get(token)
+                .lookup(token)
                 .ok_or_else(|| ApiError::unauthorized("unknown token")),
         }
     }
@@ -108,5 +143,17 @@ impl FromRequestParts<AppState> for TerminalAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         state.tokens.may_read(parts).map(|()| TerminalAuth)
+    }
+}
+
+/// The request may read `/metrics` (see [`Tokens::may_scrape`]).
+#[derive(Debug)]
+pub struct MetricsAuth;
+
+impl FromRequestParts<AppState> for MetricsAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        state.tokens.may_scrape(parts).map(|()| MetricsAuth)
     }
 }

@@ -44,6 +44,8 @@ pub struct MasterConfig {
     pub seed: Option<u64>,
     /// memcached servers (`HOST:PORT`) to keep warm with every lot (claim 6); empty: none.
     pub memcached: Vec<String>,
+    /// Required by `/metrics` when set (the admin token is accepted too).
+    pub metrics_token: Option<String>,
     /// Bounds on connections, notice streams and requests (past them: 503).
     pub limits: lotsync::serve::Limits,
 }
@@ -68,6 +70,7 @@ impl Default for MasterConfig {
             chaos: None,
             seed: None,
             memcached: Vec::new(),
+            metrics_token: None,
             limits: lotsync::serve::Limits::default(),
         }
     }
@@ -92,6 +95,12 @@ impl fmt::Debug for MasterConfig {
             .field("simulated_bidders", &self.simulated_bidders)
             .field("chaos", &self.chaos)
             .field("seed", &self.seed)
+            .field("memcached", &self.memcached)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<hidden>"),
+            )
+            .field("limits", &self.limits)
             .finish()
     }
 }

@@ -1,4 +1,4 @@
-//! `mock-master`: parse flags, set up logging, bind, print the URL and tokens, serve
+//! `mock-master`: parse flags, set up logging, bind, print the URL and the roles, serve
 //! until Ctrl-C or SIGTERM. Everything else lives in the library.
 
 use std::io::Write;
@@ -37,12 +37,16 @@ struct Cli {
     #[arg(long, value_name = "URL")]
     #[arg(env = "LOTSYNC_REPLICA", hide_env_values = true)]
     replica: Option<DbUrl>,
-    /// Admin bearer token [default: random, printed at start].
+    /// Admin bearer token [default: a random one nobody knows: no admin access].
     #[arg(long, env = "LOTSYNC_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
-    /// Terminal bearer token [default: random, printed at start].
+    /// Terminal bearer token [default: a random one nobody knows: no terminal access].
     #[arg(long, env = "LOTSYNC_TERMINAL_TOKEN", hide_env_values = true)]
     terminal_token: Option<String>,
+    /// Bearer token `/metrics` requires (the admin token works too) [default: none,
+    /// /metrics is open].
+    #[arg(long, env = "LOTSYNC_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
     /// A bidder and its bearer token, as NAME:TOKEN (repeatable).
     #[arg(long = "bidder", value_name = "NAME:TOKEN", value_parser = parse_bidder)]
     bidders: Vec<(String, String)>,
@@ -170,6 +174,7 @@ impl Cli {
             }),
             seed: self.seed,
             memcached: self.memcached.clone(),
+            metrics_token: self.metrics_token.clone(),
             limits: lotsync::serve::Limits {
                 max_connections: self.max_connections as usize,
                 max_streams: self.max_streams as usize,
@@ -211,10 +216,32 @@ async fn main() -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on http://{addr}")?;
     out.flush()?;
-    writeln!(out, "admin token: {}", config.admin_token)?;
-    writeln!(out, "terminal token: {}", config.terminal_token)?;
-    for (name, token) in &config.bidders {
-        writeln!(out, "bidder token ({name}): {token}")?;
+    // Which roles can be used, never their secrets (they are in the caller's hands).
+    let role = |given: bool| {
+        if given {
+            "token given"
+        } else {
+            "off: pass a token to enable"
+        }
+    };
+    writeln!(out, "admin: {}", role(cli.admin_token.is_some()))?;
+    writeln!(out, "terminal: {}", role(cli.terminal_token.is_some()))?;
+    let bidders: Vec<&str> = config
+        .bidders
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    writeln!(
+        out,
+        "bidders: {}",
+        if bidders.is_empty() {
+            "none".to_owned()
+        } else {
+            bidders.join(", ")
+        }
+    )?;
+    if config.metrics_token.is_some() {
+        writeln!(out, "metrics: token required")?;
     }
     out.flush()?;
     drop(out);

@@ -123,7 +123,10 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+async fn metrics(
+    _scraper: crate::auth::MetricsAuth,
+    State(state): State<AppState>,
+) -> impl IntoResponse {
     let text = state.metrics.render(&state.replication());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -189,3 +189,50 @@ async fn kill_9_round(args: &[&str]) {
         .unwrap();
     assert!(code.success(), "{code:?}");
 }
+
+#[tokio::test]
+async fn secrets_never_reach_stdout_or_logs_and_metrics_can_require_a_token() {
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--in-memory", "--admin-token", "adm-s3cret"])
+        .args(["--terminal-token", "term-s3cret", "--bidder", "alice:alice-s3cret"])
+        .args(["--metrics-token", "scrape-s3cret"])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..5 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        lines.push(line);
+    }
+    let url = lines[0].trim().strip_prefix("listening on ").unwrap().to_owned();
+    let client = reqwest::Client::new();
+    healthy(&client, &url).await;
+    let scrape = |token: Option<&'static str>| {
+        let mut request = client.get(format!("{url}/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(scrape(None).await.unwrap().status(), 401);
+    assert_eq!(scrape(Some("term-s3cret")).await.unwrap().status(), 401);
+    assert_eq!(scrape(Some("scrape-s3cret")).await.unwrap().status(), 200);
+    assert_eq!(scrape(Some("adm-s3cret")).await.unwrap().status(), 200);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut logs).unwrap();
+    assert!(child.wait().unwrap().success());
+    let printed = lines.concat() + &rest;
+    assert!(printed.contains("bidders: alice"), "{printed}");
+    for secret in ["adm-s3cret", "term-s3cret", "alice-s3cret", "scrape-s3cret"] {
+        assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
+        assert!(!logs.contains(secret), "{secret} logged:\n{logs}");
+    }
+}

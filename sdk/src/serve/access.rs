@@ -50,6 +50,45 @@ fn unhex(text: &str) -> Option<Hash> {
     Some(out)
 }
 
+/// A secret kept only as a digest, compared in constant time.
+///
+/// ```
+/// use lotsync::serve::Secret;
+/// let admin = Secret::new("s3cret");
+/// assert!(admin.matches("s3cret"));
+/// assert!(!admin.matches("s3cre"));
+/// assert!(!format!("{admin:?}").contains("s3cret"));
+/// ```
+#[derive(Clone)]
+pub struct Secret(Hash);
+
+/// Constant time, like [`Secret::matches`].
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        same(&self.0, &other.0)
+    }
+}
+
+impl Eq for Secret {}
+
+impl Secret {
+    /// Keep the digest of `secret`.
+    pub fn new(secret: &str) -> Secret {
+        Secret(digest("secret", secret))
+    }
+
+    /// Whether `candidate` is the secret, taking the same time wherever it differs.
+    pub fn matches(&self, candidate: &str) -> bool {
+        same(&self.0, &digest("secret", candidate))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
 /// The display tokens a terminal server accepts.
 ///
 /// ```

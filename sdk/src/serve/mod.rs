@@ -47,7 +47,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::get;
 
-pub use access::{Access, DISPLAY_COOKIE, bearer};
+pub use access::{Access, DISPLAY_COOKIE, Secret, bearer};
 pub use error::ApiError;
 pub use fetch::{MAX_BATCH_IDS, etag};
 pub use limits::{Limits, limit_requests, serve, shutdown_signal};
