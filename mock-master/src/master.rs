@@ -150,6 +150,12 @@ impl MasterBuilder {
         self
     }
 
+    /// Bounds on connections, notice streams and requests.
+    pub fn limits(mut self, limits: lotsync::serve::Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
     /// Replace the whole configuration.
     pub fn config(mut self, config: MasterConfig) -> Self {
         self.config = config;

@@ -193,8 +193,19 @@ async fn kill_9_round(args: &[&str]) {
 #[tokio::test]
 async fn secrets_never_reach_stdout_or_logs_and_metrics_can_require_a_token() {
     let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--in-memory", "--admin-token", "adm-s3cret"])
-        .args(["--terminal-token", "term-s3cret", "--bidder", "alice:alice-s3cret"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--in-memory",
+            "--admin-token",
+            "adm-s3cret",
+        ])
+        .args([
+            "--terminal-token",
+            "term-s3cret",
+            "--bidder",
+            "alice:alice-s3cret",
+        ])
         .args(["--metrics-token", "scrape-s3cret"])
         .env("RUST_LOG", "debug")
         .stdout(Stdio::piped())
@@ -208,7 +219,11 @@ async fn secrets_never_reach_stdout_or_logs_and_metrics_can_require_a_token() {
         stdout.read_line(&mut line).unwrap();
         lines.push(line);
     }
-    let url = lines[0].trim().strip_prefix("listening on ").unwrap().to_owned();
+    let url = lines[0]
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
     let client = reqwest::Client::new();
     healthy(&client, &url).await;
     let scrape = |token: Option<&'static str>| {
@@ -223,7 +238,13 @@ async fn secrets_never_reach_stdout_or_logs_and_metrics_can_require_a_token() {
     assert_eq!(scrape(Some("scrape-s3cret")).await.unwrap().status(), 200);
     assert_eq!(scrape(Some("adm-s3cret")).await.unwrap().status(), 200);
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     let mut logs = String::new();

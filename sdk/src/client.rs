@@ -86,6 +86,9 @@ impl Client {
             let mut builder = reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .pool_max_idle_per_host(options.fetch_concurrency * 2)
+                // Below the 30 s a lotsync server gives an idle connection, so a pooled
+                // connection is never reused just as the server closes it.
+                .pool_idle_timeout(Duration::from_secs(20))
                 .tcp_nodelay(true);
             for pem in &options.root_certificates {
                 let certificate =

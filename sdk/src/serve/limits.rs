@@ -59,7 +59,7 @@ impl Default for Limits {
             max_connections: 20_000,
             max_streams: 16_000,
             max_requests: 1_024,
-            header_read_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
         }
     }
@@ -119,7 +119,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // HTTP/1 only: every client of this protocol speaks it (EventSource included), and
+    // the protocol sniffing of an HTTP/1-or-2 connection waits for a first byte with no
+    // deadline, so a connection that never sends one would be held forever.
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
