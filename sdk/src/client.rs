@@ -19,6 +19,31 @@ use crate::state::ConnectionState;
 use crate::sync::SyncTask;
 use crate::transport::ReqwestTransport;
 
+/// Run a background task; if it panics, or ends before shutdown, say so in the state
+/// (`Failed`) and the logs instead of going silently dead.
+async fn supervised(
+    name: &'static str,
+    task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    state: Arc<watch::Sender<ConnectionState>>,
+    mirror: Mirror,
+    cancel: CancellationToken,
+) {
+    use futures::FutureExt;
+    let outcome = std::panic::AssertUnwindSafe(task).catch_unwind().await;
+    if cancel.is_cancelled() {
+        return;
+    }
+    match outcome {
+        Err(_) => tracing::error!(
+            task = name,
+            "a background task panicked; the mirror no longer updates"
+        ),
+        Ok(()) => tracing::error!(task = name, "a background task ended before shutdown"),
+    }
+    mirror.set_state(ConnectionState::Failed);
+    state.send_replace(ConnectionState::Failed);
+}
+
 /// A running terminal-server client: it mirrors every lot of a master and hands
 /// changes to displays. Cheap to clone; the background tasks stop when the last clone
 /// is dropped or [`Client::shutdown`] is called.
@@ -110,6 +135,7 @@ impl Client {
         let dirty = Arc::new(DirtySet::default());
         let cancel = CancellationToken::new();
         let (state_tx, state_rx) = watch::channel(ConnectionState::Connecting);
+        let state_tx = Arc::new(state_tx);
         let (synced_tx, synced_rx) = watch::channel(false);
 
         let fetcher = Fetcher {
@@ -131,13 +157,16 @@ impl Client {
             dirty,
             metrics.clone(),
             options,
-            state_tx,
+            state_tx.clone(),
             synced_tx,
             cancel.clone(),
         );
+        let supervise = |name: &'static str, task| {
+            supervised(name, task, state_tx.clone(), mirror.clone(), cancel.clone())
+        };
         let tasks = vec![
-            runtime.spawn(fetcher.run(cancel.clone())),
-            runtime.spawn(sync.run()),
+            runtime.spawn(supervise("fetcher", Box::pin(fetcher.run(cancel.clone())))),
+            runtime.spawn(supervise("sync", Box::pin(sync.run()))),
         ];
         Ok(Client {
             inner: Arc::new(Inner {
@@ -243,5 +272,42 @@ impl Client {
     /// Whether [`Client::shutdown`] was called or the tasks stopped.
     pub fn is_closed(&self) -> bool {
         self.inner.cancel.is_cancelled()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_task_is_reported_as_failed() {
+        let (state, mut rx) = watch::channel(ConnectionState::Live);
+        let mirror = Mirror::default();
+        let task = supervised(
+            "test",
+            Box::pin(async { panic!("a bug") }),
+            Arc::new(state),
+            mirror.clone(),
+            CancellationToken::new(),
+        );
+        tokio::spawn(task).await.unwrap();
+        assert_eq!(*rx.borrow_and_update(), ConnectionState::Failed);
+        assert!(mirror.is_stale());
+    }
+
+    #[tokio::test]
+    async fn a_task_ending_at_shutdown_is_not_a_failure() {
+        let (state, rx) = watch::channel(ConnectionState::Live);
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        supervised(
+            "test",
+            Box::pin(async {}),
+            Arc::new(state),
+            Mirror::default(),
+            cancel,
+        )
+        .await;
+        assert_eq!(*rx.borrow(), ConnectionState::Live);
     }
 }

@@ -32,6 +32,9 @@ pub enum ConnectionState {
         /// When the stream went down.
         since: Instant,
     },
+    /// A background task of the client stopped unexpectedly (a bug, reported in the
+    /// logs): the mirror no longer changes.
+    Failed,
     /// The client was shut down.
     Closed,
 }
@@ -68,6 +71,7 @@ impl fmt::Display for ConnectionState {
                 )
             }
             ConnectionState::Stale { since } => write!(f, "stale ({}s)", since.elapsed().as_secs()),
+            ConnectionState::Failed => f.write_str("failed"),
             ConnectionState::Closed => f.write_str("closed"),
         }
     }

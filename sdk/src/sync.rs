@@ -65,7 +65,7 @@ pub(crate) struct SyncTask {
     pub dirty: Arc<DirtySet>,
     pub metrics: Arc<Metrics>,
     pub options: Options,
-    pub state: watch::Sender<ConnectionState>,
+    pub state: Arc<watch::Sender<ConnectionState>>,
     pub synced: watch::Sender<bool>,
     pub cancel: CancellationToken,
     /// Epoch of the history the cursor belongs to.
@@ -94,7 +94,7 @@ impl SyncTask {
         dirty: Arc<DirtySet>,
         metrics: Arc<Metrics>,
         options: Options,
-        state: watch::Sender<ConnectionState>,
+        state: Arc<watch::Sender<ConnectionState>>,
         synced: watch::Sender<bool>,
         cancel: CancellationToken,
     ) -> Self {

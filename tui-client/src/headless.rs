@@ -84,6 +84,7 @@ fn state_json(state: ConnectionState) -> Value {
             "state": "stale",
             "down_ms": since.elapsed().as_millis() as u64,
         }),
+        ConnectionState::Failed => json!({"type": "state", "state": "failed"}),
         ConnectionState::Closed => json!({"type": "state", "state": "closed"}),
     }
 }

@@ -26,6 +26,8 @@ pub enum Link {
         /// When the stream went down.
         since: DateTime<Utc>,
     },
+    /// The client stopped updating (an internal failure, in the log).
+    Failed,
     /// The client has shut down.
     Closed,
 }
@@ -47,6 +49,7 @@ impl Link {
                 format!("RECONNECTING #{attempt} · {}", ago(since))
             }
             Link::Stale { since } => format!("STALE · {}", ago(since)),
+            Link::Failed => "FAILED".to_owned(),
             Link::Closed => "CLOSED".to_owned(),
         }
     }

@@ -175,6 +175,7 @@ pub fn link_of(state: ConnectionState) -> Link {
             since: wall(since),
         },
         ConnectionState::Stale { since } => Link::Stale { since: wall(since) },
+        ConnectionState::Failed => Link::Failed,
         ConnectionState::Closed => Link::Closed,
     }
 }

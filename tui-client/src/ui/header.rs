@@ -16,10 +16,12 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let badge_style = match app.link {
         Link::Live => Style::new().fg(Color::Black).bg(Color::Green),
         Link::Connecting | Link::Syncing => Style::new().fg(Color::Black).bg(Color::Yellow),
-        Link::Reconnecting { .. } | Link::Stale { .. } | Link::Closed => Style::new()
-            .fg(Color::White)
-            .bg(Color::Red)
-            .add_modifier(Modifier::BOLD | Modifier::SLOW_BLINK),
+        Link::Reconnecting { .. } | Link::Stale { .. } | Link::Failed | Link::Closed => {
+            Style::new()
+                .fg(Color::White)
+                .bg(Color::Red)
+                .add_modifier(Modifier::BOLD | Modifier::SLOW_BLINK)
+        }
     };
     let mut spans = vec![
         Span::styled(" lotsync ", Style::new().bold()),
