@@ -211,3 +211,231 @@ fn same_entries(found: &[Notice], appended: &[Notice]) -> bool {
             .zip(appended)
             .all(|(f, a)| f.seq == a.seq && f.lot_id == a.lot_id && f.kind == a.kind)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::{SyncSender, sync_channel};
+    use std::sync::{Arc, Mutex};
+
+    use chrono::Utc;
+    use lotsync::protocol::{LotInput, LotStatus};
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::store::engine::{
+        Access, Conn, DbUrl, Dialect, Durability, Row, Value, args, connect,
+    };
+    use crate::store::health::Monitor;
+    use crate::store::log_tail::LogTail;
+    use crate::store::primary::{Connection, WriterOptions, ensure_epoch};
+    use crate::store::schema::{Role, migrate};
+
+    /// How the next COMMIT fails: after it happened, or instead of it. Either way the
+    /// writer only sees a lost connection.
+    #[derive(Debug, Clone, Copy)]
+    enum Lose {
+        AnswerOfCommit,
+        Commit,
+    }
+
+    /// A connection whose next COMMIT fails as told.
+    struct Flaky {
+        inner: Box<dyn Conn>,
+        next: Arc<Mutex<Option<Lose>>>,
+    }
+
+    fn lost() -> StoreError {
+        StoreError::Io(std::io::ErrorKind::ConnectionReset.into())
+    }
+
+    impl Conn for Flaky {
+        fn dialect(&self) -> Dialect {
+            self.inner.dialect()
+        }
+        fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
+            self.inner.execute(sql, params)
+        }
+        fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+            self.inner.query(sql, params)
+        }
+        fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+            if sql == "COMMIT"
+                && let Some(lose) = self.next.lock().unwrap().take()
+            {
+                if let Lose::AnswerOfCommit = lose {
+                    self.inner.batch(sql)?;
+                }
+                return Err(lost());
+            }
+            self.inner.batch(sql)
+        }
+    }
+
+    struct Harness {
+        url: DbUrl,
+        tail: Arc<LogTail>,
+        next: Arc<Mutex<Option<Lose>>>,
+        tx: SyncSender<Command>,
+        thread: Option<std::thread::JoinHandle<()>>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Harness {
+        fn start() -> Harness {
+            let dir = tempfile::tempdir().unwrap();
+            let url = DbUrl::Sqlite(dir.path().join("primary.db"));
+            let mut conn = connect(&url, Access::Write(Durability::Off)).unwrap();
+            migrate(&mut *conn, Role::Primary).unwrap();
+            let epoch = ensure_epoch(&mut *conn).unwrap();
+            let tail = Arc::new(LogTail::new(epoch.clone(), 100, vec![], 0, 0));
+            let next = Arc::new(Mutex::new(None));
+            let writer = Writer::new(
+                Box::new(Flaky {
+                    inner: conn,
+                    next: next.clone(),
+                }),
+                Connection {
+                    url: url.clone(),
+                    durability: Durability::Off,
+                    epoch,
+                },
+                tail.clone(),
+                Arc::new(Metrics::default()),
+                Arc::new(Monitor::default()),
+                0,
+                WriterOptions {
+                    retention: 100,
+                    anti_snipe: Duration::ZERO,
+                    idempotency_retention: Duration::from_secs(3600),
+                },
+            );
+            let (tx, rx) = sync_channel(16);
+            let thread = std::thread::spawn(move || writer.run(rx));
+            Harness {
+                url,
+                tail,
+                next,
+                tx,
+                thread: Some(thread),
+                _dir: dir,
+            }
+        }
+
+        fn lose_next(&self, lose: Lose) {
+            *self.next.lock().unwrap() = Some(lose);
+        }
+
+        fn put(&self, id: &str) -> Result<Seq, StoreError> {
+            let now = Utc::now();
+            let input = LotInput {
+                title: id.into(),
+                attributes: Default::default(),
+                currency: "EUR".into(),
+                starting_price: 1000,
+                increment: 100,
+                reserve_price: None,
+                status: Some(LotStatus::Open),
+                starts_at: now - chrono::Duration::minutes(1),
+                ends_at: now + chrono::Duration::hours(1),
+            };
+            let (reply, answer) = oneshot::channel();
+            let id = id.to_owned();
+            self.tx.send(Command::Put { id, input, reply }).unwrap();
+            answer.blocking_recv().unwrap().map(|(lot, _)| lot.seq)
+        }
+
+        fn bid(&self, lot: &str, amount: i64, key: &str) -> Result<(Seq, bool), StoreError> {
+            let (reply, answer) = oneshot::channel();
+            self.tx
+                .send(Command::Bid {
+                    bidder: "alice".into(),
+                    lot_id: lot.into(),
+                    amount,
+                    key: Some(key.into()),
+                    reply,
+                })
+                .unwrap();
+            answer
+                .blocking_recv()
+                .unwrap()
+                .map(|o| (o.bid.seq, o.replayed))
+        }
+
+        /// The log as the database holds it: (seq, lot).
+        fn log(&self) -> Vec<(Seq, String)> {
+            let mut conn = connect(&self.url, Access::Read).unwrap();
+            conn.query("SELECT seq, lot_id FROM oplog ORDER BY seq", args![])
+                .unwrap()
+                .iter()
+                .map(|r| (r.int(0).unwrap() as Seq, r.text(1).unwrap()))
+                .collect()
+        }
+    }
+
+    impl Drop for Harness {
+        fn drop(&mut self) {
+            let _ = self.tx.send(Command::Shutdown);
+            if let Some(thread) = self.thread.take() {
+                thread.join().unwrap();
+            }
+        }
+    }
+
+    // The writer reconnects after the failure, so each harness loses one commit.
+
+    #[test]
+    fn a_commit_whose_answer_was_lost_is_answered_as_committed() {
+        let h = Harness::start();
+        assert_eq!(h.put("a").unwrap(), 1);
+        h.lose_next(Lose::AnswerOfCommit);
+        // The writer reconnects, finds its batch in the log and answers it.
+        assert_eq!(h.put("b").unwrap(), 2);
+        assert_eq!(h.tail.head(), 2);
+        assert_eq!(h.put("c").unwrap(), 3, "no sequence used twice");
+        let seqs: Vec<Seq> = h.tail.after(0, 10).unwrap().iter().map(|n| n.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3], "every notice published once");
+        assert_eq!(
+            h.log(),
+            vec![(1, "a".into()), (2, "b".into()), (3, "c".into())]
+        );
+
+        // An idempotent bid whose commit answer was lost is placed once.
+        let h = Harness::start();
+        assert_eq!(h.put("a").unwrap(), 1);
+        h.lose_next(Lose::AnswerOfCommit);
+        assert_eq!(h.bid("a", 1000, "k1").unwrap(), (2, false));
+        assert_eq!(h.bid("a", 1000, "k1").unwrap(), (2, true));
+        assert_eq!(h.log(), vec![(1, "a".into()), (2, "a".into())]);
+    }
+
+    #[test]
+    fn a_commit_that_did_not_happen_is_unavailable_and_leaves_nothing() {
+        let h = Harness::start();
+        assert_eq!(h.put("a").unwrap(), 1);
+        h.lose_next(Lose::Commit);
+        assert!(matches!(
+            h.put("b"),
+            Err(StoreError::Unavailable(Part::Writer))
+        ));
+        assert_eq!(h.tail.head(), 1, "nothing published");
+        assert_eq!(h.log(), vec![(1, "a".into())], "nothing half-applied");
+        // Asked again, the write gets the next sequence: no gap, no reuse.
+        assert_eq!(h.put("b").unwrap(), 2);
+        assert_eq!(h.log(), vec![(1, "a".into()), (2, "b".into())]);
+
+        let h = Harness::start();
+        assert_eq!(h.put("a").unwrap(), 1);
+        h.lose_next(Lose::Commit);
+        assert!(matches!(
+            h.bid("a", 1000, "k1"),
+            Err(StoreError::Unavailable(Part::Writer))
+        ));
+        assert_eq!(
+            h.bid("a", 1000, "k1").unwrap(),
+            (2, false),
+            "the key was not kept"
+        );
+        assert_eq!(h.log(), vec![(1, "a".into()), (2, "a".into())]);
+    }
+}
