@@ -259,3 +259,80 @@ pub fn lots(
     }
     Ok((seq, lots, missing))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Condvar, Mutex};
+
+    use super::*;
+    use crate::store::engine::Durability;
+
+    /// Reads inside their closure now, the most at once, and whether they may leave.
+    #[derive(Default)]
+    struct Inside {
+        now: usize,
+        most: usize,
+        released: bool,
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_beyond_the_pool_wait_for_a_connection() {
+        const HANG: Duration = Duration::from_secs(30);
+        let dir = tempfile::tempdir().unwrap();
+        let url = DbUrl::Sqlite(dir.path().join("replica.db"));
+        drop(connect(&url, Access::Write(Durability::Off)).unwrap());
+        let readers = Readers::new(url, Part::Replica, Arc::new(Monitor::default()), 2);
+        let inside = Arc::new((Mutex::new(Inside::default()), Condvar::new()));
+        let reads: Vec<_> = (0..10)
+            .map(|_| {
+                let (readers, inside) = (readers.clone(), inside.clone());
+                tokio::spawn(async move {
+                    readers
+                        .read(move |_conn| {
+                            let (lock, changed) = &*inside;
+                            let mut state = lock.lock().unwrap();
+                            state.now += 1;
+                            state.most = state.most.max(state.now);
+                            changed.notify_all();
+                            let (mut state, _) = changed
+                                .wait_timeout_while(state, HANG, |s| !s.released)
+                                .unwrap();
+                            state.now -= 1;
+                            Ok(())
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let watcher = inside.clone();
+        let most = tokio::task::spawn_blocking(move || {
+            let (lock, changed) = &*watcher;
+            let state = lock.lock().unwrap();
+            let (state, _) = changed
+                .wait_timeout_while(state, HANG, |s| s.now < 2)
+                .unwrap();
+            assert_eq!(state.now, 2, "two reads got a connection");
+            // A third must not get in while both hold theirs: a bounded window is the
+            // only way to observe that it does not happen.
+            let (mut state, _) = changed
+                .wait_timeout_while(state, Duration::from_millis(200), |s| s.now <= 2)
+                .unwrap();
+            let most = state.most;
+            state.released = true;
+            changed.notify_all();
+            most
+        })
+        .await
+        .unwrap();
+        for read in reads {
+            read.await.unwrap().unwrap();
+        }
+        assert_eq!(most, 2, "reads inside at once");
+        assert!(
+            readers.peak_connections() <= 2,
+            "{}",
+            readers.peak_connections()
+        );
+        readers.close();
+    }
+}
