@@ -186,6 +186,7 @@ impl Store {
         schema::migrate(&mut *writer_conn, Role::Primary)?;
         let epoch = primary::ensure_epoch(&mut *writer_conn)?;
         let (head, ring) = primary::load_tail(&mut *writer_conn, retention)?;
+        primary::sweep_expired_keys(&mut *writer_conn, options.idempotency_retention)?;
         let mut replica_conn = engine::connect(&replica_url, Access::Write(durability))?;
         schema::migrate(&mut *replica_conn, Role::Replica)?;
         let mut log_conn = engine::connect(&primary_url, Access::Read)?;

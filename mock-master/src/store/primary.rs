@@ -227,14 +227,14 @@ impl Writer {
             head,
             options,
             oldest_in_db,
-            idempotency_swept: None,
+            // The store swept at open, before the writer started.
+            idempotency_swept: Some(Instant::now()),
             lost_history: false,
         }
     }
 
     /// Serve commands until told to stop or every sender is gone.
     pub fn run(mut self, rx: Receiver<Command>) {
-        self.sweep_idempotency();
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
             let Ok(first) = rx.recv() else {
@@ -416,16 +416,23 @@ impl Writer {
             return;
         }
         self.idempotency_swept = Some(Instant::now());
-        let cutoff = idempotency_cutoff(Utc::now(), retention);
-        match self.conn.execute(
-            "DELETE FROM idempotency WHERE created_ms < ?",
-            args![cutoff],
-        ) {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(keys = n, "expired idempotency keys deleted"),
-            Err(e) => tracing::warn!(error = %e, "deleting expired idempotency keys failed"),
+        if let Err(e) = sweep_expired_keys(&mut *self.conn, retention) {
+            tracing::warn!(error = %e, "deleting expired idempotency keys failed");
         }
     }
+}
+
+/// Delete the idempotency keys older than `retention`; returns how many.
+pub fn sweep_expired_keys(conn: &mut dyn Conn, retention: Duration) -> Result<u64, StoreError> {
+    let cutoff = idempotency_cutoff(Utc::now(), retention);
+    let deleted = conn.execute(
+        "DELETE FROM idempotency WHERE created_ms < ?",
+        args![cutoff],
+    )?;
+    if deleted > 0 {
+        tracing::debug!(keys = deleted, "expired idempotency keys deleted");
+    }
+    Ok(deleted)
 }
 
 impl Done {

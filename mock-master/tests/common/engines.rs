@@ -118,6 +118,25 @@ impl Databases {
         .unwrap();
     }
 
+    /// Run one statement without parameters (DDL) on one of the databases.
+    pub fn batch(&self, db: Db, sql: &str) {
+        let url = self.url(db);
+        off_runtime(|| {
+            connect(
+                &url,
+                Access::Write(mock_master::store::engine::Durability::Full),
+            )?
+            .batch(sql)
+        })
+        .unwrap();
+    }
+
+    /// The SQL dialect of one of the databases.
+    pub fn dialect(&self, db: Db) -> mock_master::store::engine::Dialect {
+        let url = self.url(db);
+        off_runtime(|| connect(&url, Access::Read).map(|c| c.dialect())).unwrap()
+    }
+
     /// The primary's log as `(seq, lot, kind)`.
     pub fn oplog(&self) -> Vec<(u64, String, String)> {
         self.query(
