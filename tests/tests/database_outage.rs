@@ -266,8 +266,12 @@ async fn bidding_survives(server: Server, fault: Fault) {
             "/healthz said 503 during the outage: {health_log:?}"
         );
     }
+    let what = match fault {
+        Fault::KillConnections => "connections killed in",
+        Fault::Restart | Fault::Crash => "server down",
+    };
     eprintln!(
-        "outage {server:?} {fault:?}: server down {:?}; first 201 {:?} after its return; \
+        "outage {server:?} {fault:?}: {what} {:?}; first 201 {:?} after its return; \
          {refused} bids answered 503 meanwhile ({} unanswered); /healthz 503 for {unhealthy:?}; \
          bids kept: {} before, {} during, {} after ({} replayed by key); {}",
         back - fault_at,

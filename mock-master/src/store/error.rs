@@ -12,9 +12,6 @@ pub const STORE_UNAVAILABLE: &str = "store_unavailable";
 /// busy: about the longest a reconnecting connection waits between attempts.
 pub const RETRY_AFTER_SECS: u64 = 1;
 
-/// Wire code of a request refused because a bounded queue or pool is full (503).
-pub const OVERLOADED: &str = "overloaded";
-
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -90,7 +87,7 @@ impl StoreError {
             StoreError::IdempotencyConflict => codes::IDEMPOTENCY_CONFLICT,
             StoreError::Invalid(_) => codes::INVALID_FIELD,
             StoreError::Unavailable(_) => STORE_UNAVAILABLE,
-            StoreError::Busy(_) => OVERLOADED,
+            StoreError::Busy(_) => codes::OVERLOADED,
             StoreError::Closed
             | StoreError::Corrupt(_)
             | StoreError::Sqlite(_)
