@@ -49,6 +49,7 @@ fn scratch(engine: Engine) -> ScratchDatabase {
         Engine::Sqlite => unreachable!("SQLite needs no server"),
     };
     ScratchDatabase::create(&server, "lotsync_test").unwrap_or_else(|e| {
+        let server = mock_master::store::engine::url::redact(&server);
         panic!("{engine:?} at {server} is needed by this test (scripts/test.sh starts it): {e}")
     })
 }
