@@ -287,17 +287,14 @@ impl Store {
     }
 
     /// What is up and what is down now: the writer's and the replicator's own view of
-    /// their connections, a probe of each database (waiting at most `probe_timeout`),
+    /// their connections, a probe of each database (waiting at most `probe_timeout` for
+    /// a connection and as long for the answer),
     /// and whether replication is stalled (the oldest operation the replica has not
     /// applied is older than the store's threshold).
     pub async fn health(&self, probe_timeout: Duration) -> Health {
         let probe = |readers: &Readers| {
             let readers = readers.clone();
-            async move {
-                tokio::time::timeout(probe_timeout, readers.probe())
-                    .await
-                    .unwrap_or(false)
-            }
+            async move { readers.probe(probe_timeout).await }
         };
         let (primary, replica) =
             tokio::join!(probe(&self.inner.primary_reader), probe(&self.inner.reader));

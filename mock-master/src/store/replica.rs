@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lotsync::protocol::{Lot, Seq};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::StoreError;
 use super::backoff::Backoff;
@@ -91,10 +91,32 @@ impl Readers {
         T: Send + 'static,
         F: Fn(&mut dyn Conn) -> Result<T, StoreError> + Send + 'static,
     {
-        let permit = tokio::time::timeout(ACQUIRE_WAIT, self.inner.permits.clone().acquire_owned())
+        let permit = self
+            .acquire(ACQUIRE_WAIT)
             .await
-            .map_err(|_| StoreError::Busy("pool of read connections"))?
-            .map_err(|_| StoreError::Closed)?;
+            .ok_or(StoreError::Busy("pool of read connections"))?;
+        self.read_holding(permit, read).await
+    }
+
+    /// A permit to hold a connection, if one frees up within `wait`.
+    async fn acquire(&self, wait: Duration) -> Option<OwnedSemaphorePermit> {
+        let permits = self.inner.permits.clone();
+        tokio::time::timeout(wait, permits.acquire_owned())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// [`Readers::read`] with a permit already held.
+    async fn read_holding<T, F>(
+        &self,
+        permit: OwnedSemaphorePermit,
+        read: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut dyn Conn) -> Result<T, StoreError> + Send + 'static,
+    {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -208,11 +230,15 @@ impl Readers {
         drop(conn);
     }
 
-    /// Whether the database answers a trivial query now (for health reports).
-    pub async fn probe(&self) -> bool {
-        self.read(|conn| conn.query("SELECT 1", &[]).map(drop))
-            .await
-            .is_ok()
+    /// Whether the database answers a trivial query within `timeout` (for health
+    /// reports). When every connection stays busy that long, the pool's last word
+    /// stands: a busy pool is not a database that is down.
+    pub async fn probe(&self, timeout: Duration) -> bool {
+        let Some(permit) = self.acquire(timeout).await else {
+            return !self.inner.monitor.is_down(self.inner.part);
+        };
+        let query = self.read_holding(permit, |conn| conn.query("SELECT 1", &[]).map(drop));
+        matches!(tokio::time::timeout(timeout, query).await, Ok(Ok(())))
     }
 
     /// The most connections this pool ever had open at once.
@@ -334,5 +360,46 @@ mod tests {
             readers.peak_connections()
         );
         readers.close();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_busy_pool_is_not_a_database_that_is_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DbUrl::Sqlite(dir.path().join("replica.db"));
+        drop(connect(&url, Access::Write(Durability::Off)).unwrap());
+        let readers = Readers::new(url, Part::Replica, Arc::new(Monitor::default()), 1);
+        assert!(readers.probe(Duration::from_secs(30)).await);
+        // The only connection is held by a read that waits for the test.
+        let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let release_rx = Arc::new(Mutex::new(release_rx));
+        let busy = {
+            let readers = readers.clone();
+            tokio::spawn(async move {
+                readers
+                    .read(move |_conn| {
+                        held_tx.send(()).unwrap();
+                        let _ = release_rx.lock().unwrap().recv();
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        tokio::task::spawn_blocking(move || held_rx.recv().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            readers.probe(Duration::from_millis(50)).await,
+            "every connection busy, none failing: up"
+        );
+        release_tx.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+
+        // Nothing listens on port 1: down, and said at once.
+        let gone = DbUrl::Postgres("postgres://u@127.0.0.1:1/db".into());
+        let monitor = Arc::new(Monitor::default());
+        let readers = Readers::new(gone, Part::Replica, monitor.clone(), 1);
+        assert!(!readers.probe(Duration::from_secs(30)).await);
+        assert!(monitor.is_down(Part::Replica));
     }
 }
