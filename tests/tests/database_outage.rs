@@ -10,7 +10,9 @@
 //! - every 201 is in the primary's bids and in the log exactly once, the log has no gap,
 //!   and the replica equals the primary;
 //! - four SDK clients following the master through a PostgreSQL restart converge on the
-//!   replica and no display ever goes back.
+//!   replica and no display ever goes back;
+//! - with only the replica on the server, bids are never refused while it is down and
+//!   the replicator catches up by itself.
 //!
 //! The figures (outage length, time to the first 201 after the return, bids refused and
 //! kept) are printed: run with `--nocapture`. A server that cannot be started fails the
@@ -315,6 +317,76 @@ async fn mariadb_crash_under_bidding() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_connections_killed_under_bidding() {
     bidding_survives(Server::MariaDb, Fault::KillConnections).await;
+}
+
+/// The replica's server alone goes away: bids never notice (they only need the
+/// primary), `/healthz` names the replica, and the replicator catches up by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_server_restart_leaves_bids_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, replica) = tokio::task::spawn_blocking(|| {
+        let db = DbInstance::start(Server::Postgres)
+            .unwrap_or_else(|e| panic!("cannot start a private PostgreSQL server: {e}"));
+        let replica = db.create_database("lots_replica").unwrap();
+        (db, replica)
+    })
+    .await
+    .unwrap();
+    let primary = DbUrl::Sqlite(dir.path().join("primary.db"));
+    let master = start_master(primary.clone(), replica).await;
+    let handle = master.handle();
+    let lots = create_lots(&handle, LOTS).await.unwrap();
+    let health = HealthWatch::start(master.url(), Duration::from_millis(20));
+    let bidding = Bidding::start(master.url(), &BIDDERS, &lots, BID_EVERY);
+    bidding
+        .wait("bids before the fault", HANG, |t| {
+            t.placed().len() >= BIDS_EACH_SIDE
+        })
+        .await;
+    let fault_at = Instant::now();
+    let db = with_instance(db, |db| db.stop().unwrap()).await;
+    health
+        .wait("503 naming the replica", HANG, |log| {
+            log.iter().any(|(at, s, down)| {
+                *at >= fault_at && *s == 503 && down.iter().any(|d| d == "replica")
+            })
+        })
+        .await;
+    bidding
+        .wait("bids while the replica is down", HANG, |t| {
+            t.acked_since(fault_at) >= BIDS_EACH_SIDE
+        })
+        .await;
+    let db = with_instance(db, |db| db.start_again().unwrap()).await;
+    let back = Instant::now();
+    let tally = bidding.stop().await;
+    let head = handle.head();
+    assert!(
+        handle.wait_replicated(head, HANG).await,
+        "the replica catches up"
+    );
+    let caught_up = back.elapsed();
+    health
+        .wait("ok again", HANG, |log| {
+            log.last().is_some_and(|(_, s, _)| *s == 200)
+        })
+        .await;
+    health.stop().await;
+    assert_eq!(
+        tally.unavailable,
+        0,
+        "no bid needs the replica: {}",
+        summary(&tally)
+    );
+    check_history(&handle, &primary, &tally).await;
+    eprintln!(
+        "replica outage (PostgreSQL): replica down {:?}; {} bids placed meanwhile, none refused; \
+         replica at the head {caught_up:?} after its return",
+        back - fault_at,
+        tally.acked_since(fault_at),
+    );
+    master.shutdown().await;
+    drop(with_instance(db, |_| {}).await);
 }
 
 /// Counts versions shown out of order to one display.
