@@ -3,7 +3,7 @@
 //! primary and replica on it, and bids over HTTP while the server is restarted, crashed,
 //! or has only the master's connections killed. Then:
 //!
-//! - bids during the outage were answered 503 (with Retry-After), never 500;
+//! - bids (and fetches) during the outage were answered 503 (with Retry-After), never 500;
 //! - `/healthz` answered 503 naming the primary while it was down, 200 again after;
 //! - bids resume by themselves once the server is back (waited for as an event, with a
 //!   timeout that only catches a hang);
@@ -232,6 +232,17 @@ async fn bidding_survives(server: Server, fault: Fault) {
                     })
                 })
                 .await;
+            // Fetches need the replica, on the same server: 503 too, never 500.
+            let fetch = reqwest::Client::new()
+                .get(format!("{}/v1/lots/{}", master.url(), lots[0]))
+                .bearer_auth(master.terminal_token())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(fetch.status(), 503);
+            assert!(fetch.headers().contains_key("retry-after"));
+            let body: serde_json::Value = fetch.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
             with_instance(db, |db| db.start_again().unwrap()).await
         }
         Fault::KillConnections => {
