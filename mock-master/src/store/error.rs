@@ -50,7 +50,7 @@ pub enum StoreError {
     /// A part of the store cannot reach its database now. Nothing was written (or, for
     /// a write whose outcome was lost with the connection, nothing is acknowledged);
     /// asking again later is safe.
-    #[error("the {0} is unavailable")]
+    #[error("{}", .0.unavailable())]
     Unavailable(Part),
     /// A bounded queue or pool is full; nothing was done. Ask again later.
     #[error("the store is busy: the {0} is full")]
@@ -217,7 +217,7 @@ mod tests {
         );
         assert_eq!(
             StoreError::Unavailable(Part::Replica).to_string(),
-            "the replica is unavailable"
+            "the replica database is unreachable"
         );
     }
 }

@@ -37,6 +37,18 @@ impl Part {
     }
 }
 
+impl Part {
+    /// What a caller is told when this part is unavailable.
+    pub fn unavailable(self) -> &'static str {
+        match self {
+            Part::Primary => "the primary database is unreachable",
+            Part::Replica => "the replica database is unreachable",
+            Part::Writer => "the primary database is unreachable; nothing was written",
+            Part::Replicator => "the replicator cannot reach its databases",
+        }
+    }
+}
+
 impl std::fmt::Display for Part {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
