@@ -62,7 +62,7 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL failed (or could not be reached).
-    #[error("PostgreSQL error: {0}")]
+    #[error("PostgreSQL error: {}", postgres_detail(.0))]
     Postgres(#[from] postgres::Error),
     /// MariaDB failed (or could not be reached).
     #[error("MariaDB error: {0}")]
@@ -110,6 +110,18 @@ impl StoreError {
             StoreError::Sqlite(e) => sqlite_transient(e),
             _ => false,
         }
+    }
+}
+
+/// The driver's own text says only "db error" for an error from the server; the
+/// server's code and message say what happened (they never hold a password).
+fn postgres_detail(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
 }
 
