@@ -23,6 +23,10 @@ pub async fn run(state: AppState) {
         match state.store.run_due(Utc::now()).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(operations = n, "opened or closed lots"),
+            // The store logs its own outages once; do not repeat them every tick.
+            Err(e) if e.is_transient() => {
+                tracing::debug!(error = %e, "closing due lots waits for the database")
+            }
             Err(e) => tracing::warn!(error = %e, "closing due lots failed"),
         }
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use lotsync::protocol::ChaosSettings;
 
 pub use crate::store::Storage;
+use crate::store::StoreOptions;
 pub use crate::store::engine::DbUrl;
 
 /// Everything a master needs to start.
@@ -48,6 +49,16 @@ pub struct MasterConfig {
     pub metrics_token: Option<String>,
     /// Bounds on connections, notice streams and requests (past them: 503).
     pub limits: lotsync::serve::Limits,
+    /// How long an idempotency key is remembered (a retry within it gets the first
+    /// answer; older keys are deleted).
+    pub idempotency_retention: Duration,
+    /// Writes that may wait for the writer; more get 503 at once.
+    pub writer_queue: usize,
+    /// Connections the master opens at most to the replica for fetches (and as many to
+    /// the primary for its own reads).
+    pub read_connections: usize,
+    /// Replication lag past which `/healthz` reports replication as stalled.
+    pub replication_stall: Duration,
 }
 
 impl Default for MasterConfig {
@@ -72,6 +83,10 @@ impl Default for MasterConfig {
             memcached: Vec::new(),
             metrics_token: None,
             limits: lotsync::serve::Limits::default(),
+            idempotency_retention: StoreOptions::IDEMPOTENCY_RETENTION,
+            writer_queue: StoreOptions::WRITER_QUEUE,
+            read_connections: crate::store::replica::DEFAULT_CONNECTIONS,
+            replication_stall: StoreOptions::REPLICATION_STALL,
         }
     }
 }
@@ -101,6 +116,10 @@ impl fmt::Debug for MasterConfig {
                 &self.metrics_token.as_ref().map(|_| "<hidden>"),
             )
             .field("limits", &self.limits)
+            .field("idempotency_retention", &self.idempotency_retention)
+            .field("writer_queue", &self.writer_queue)
+            .field("read_connections", &self.read_connections)
+            .field("replication_stall", &self.replication_stall)
             .finish()
     }
 }
@@ -116,6 +135,9 @@ impl MasterConfig {
         }
         if self.heartbeat.is_zero() {
             return Err("the heartbeat interval must be positive".into());
+        }
+        if self.writer_queue == 0 || self.read_connections == 0 {
+            return Err("the writer queue and the read connections must be at least 1".into());
         }
         let mut tokens = vec![&self.admin_token, &self.terminal_token];
         for (name, token) in &self.bidders {
@@ -139,6 +161,46 @@ impl MasterConfig {
         }
         Ok(())
     }
+}
+
+impl From<&MasterConfig> for StoreOptions {
+    fn from(config: &MasterConfig) -> StoreOptions {
+        StoreOptions {
+            storage: config.storage.clone(),
+            primary: config.primary.clone(),
+            replica: config.replica.clone(),
+            log_retention: config.log_retention,
+            anti_snipe: config.anti_snipe,
+            idempotency_retention: config.idempotency_retention,
+            writer_queue: config.writer_queue,
+            read_connections: config.read_connections,
+            replication_stall: config.replication_stall,
+        }
+    }
+}
+
+/// Parse a duration written as a number and a unit: `90s`, `15m`, `24h`, `7d` (a bare
+/// number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 90s, 15m, 24h or 7d"))?;
+    let unit_secs = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => return Err(format!("unknown unit {other:?}: use s, m, h or d")),
+    };
+    number
+        .checked_mul(unit_secs)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 /// Check a bidder name: 1–64 characters of `A-Z a-z 0-9 - _ .`.
@@ -179,5 +241,16 @@ mod tests {
         config.terminal_token = config.admin_token.clone();
         assert!(config.validate().is_err());
         assert!(validate_bidder_name("bad name").is_err());
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        for bad in ["", "h", "1w", "-1s", "1.5h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
     }
 }

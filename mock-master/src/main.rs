@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use lotsync::protocol::ChaosSettings;
 use lotsync::serve::shutdown_signal;
-use mock_master::config::DbUrl;
+use mock_master::config::{DbUrl, parse_duration};
 use mock_master::{MasterConfig, Storage};
 
 /// A runnable lotsync master: primary database, operation log, replica, notices over
@@ -110,6 +110,20 @@ struct Cli {
     /// Most requests answered at once; past it a request gets 503.
     #[arg(long, default_value_t = 1_024, value_parser = clap::value_parser!(u64).range(1..))]
     max_requests: u64,
+    /// How long an idempotency key is remembered: a retried bid within this time gets
+    /// the first answer; older keys are deleted. A number with s, m, h or d.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    idempotency_retention: Duration,
+    /// Writes that may wait for the database writer; past it a write gets 503.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    writer_queue: u64,
+    /// Most connections opened to the replica for fetches (and to the primary for the
+    /// master's own reads).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    read_connections: u64,
+    /// Replication lag past which /healthz says replication is stalled (503).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    replication_stall: Duration,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -181,6 +195,10 @@ impl Cli {
                 max_requests: self.max_requests as usize,
                 ..defaults.limits
             },
+            idempotency_retention: self.idempotency_retention,
+            writer_queue: self.writer_queue as usize,
+            read_connections: self.read_connections as usize,
+            replication_stall: self.replication_stall,
         }
     }
 }

@@ -132,6 +132,30 @@ impl MasterBuilder {
         self
     }
 
+    /// How long idempotency keys are remembered (default one day).
+    pub fn idempotency_retention(mut self, retention: Duration) -> Self {
+        self.config.idempotency_retention = retention;
+        self
+    }
+
+    /// Writes that may wait for the database writer before more get 503.
+    pub fn writer_queue(mut self, commands: usize) -> Self {
+        self.config.writer_queue = commands;
+        self
+    }
+
+    /// Most connections opened to the replica for fetches.
+    pub fn read_connections(mut self, connections: usize) -> Self {
+        self.config.read_connections = connections;
+        self
+    }
+
+    /// Replication lag past which `/healthz` says replication is stalled.
+    pub fn replication_stall(mut self, lag: Duration) -> Self {
+        self.config.replication_stall = lag;
+        self
+    }
+
     /// Add a bidder with its token.
     pub fn bidder(mut self, name: impl Into<String>, token: impl Into<String>) -> Self {
         self.config.bidders.push((name.into(), token.into()));
@@ -297,6 +321,14 @@ impl MasterHandle {
     /// Every lot in the primary, ordered by id.
     pub async fn primary_lots(&self) -> Result<Vec<Lot>, StoreError> {
         self.state.store.primary_lots().await
+    }
+
+    /// What is up and what is down, as `/healthz` reports it.
+    pub async fn health(&self) -> crate::store::Health {
+        self.state
+            .store
+            .health(crate::server::HEALTH_PROBE_TIMEOUT)
+            .await
     }
 
     /// Primary head, replica position and lag.

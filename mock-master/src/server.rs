@@ -66,13 +66,7 @@ impl AppState {
             config.seed,
         ));
         let metrics = Arc::new(Metrics::default());
-        let options = StoreOptions {
-            storage: config.storage.clone(),
-            primary: config.primary.clone(),
-            replica: config.replica.clone(),
-            log_retention: config.log_retention,
-            anti_snipe: config.anti_snipe,
-        };
+        let options = StoreOptions::from(&config);
         let store = Store::open(&options, chaos.clone(), metrics.clone())?;
         Ok(AppState(Arc::new(Shared {
             tokens: Tokens::from_config(&config),
@@ -119,8 +113,34 @@ pub fn app(state: AppState) -> Router {
     lotsync::serve::finish(router, state)
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+/// Longest `/healthz` waits for a database to answer its probe.
+pub const HEALTH_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `GET /healthz`: 200 `{"status": "ok", ...}` when the primary, the replica, the
+/// writer and the replicator are up and replication is not stalled; otherwise 503
+/// `{"status": "unavailable", "down": [...], ...}` naming what is wrong, with
+/// Retry-After. A readiness check: a master that answers 503 here still serves what it
+/// can (notices, and fetches while the replica is up) and recovers by itself.
+async fn healthz(State(state): State<AppState>) -> axum::response::Response {
+    let health = state.store.health(HEALTH_PROBE_TIMEOUT).await;
+    let down = health.down();
+    let body = Json(serde_json::json!({
+        "status": if down.is_empty() { "ok" } else { "unavailable" },
+        "down": down,
+        "replication_lag_ms": health.replication_lag.as_millis().min(u128::from(u64::MAX)) as u64,
+    }));
+    if down.is_empty() {
+        return body.into_response();
+    }
+    (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        [(
+            header::RETRY_AFTER,
+            crate::store::error::RETRY_AFTER_SECS.to_string(),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn metrics(

@@ -21,6 +21,8 @@ crate::on_every_engine!(
     epoch_is_kept_by_the_databases_and_new_elsewhere,
     a_replica_from_another_epoch_is_rebuilt,
     idempotent_bids_are_placed_once,
+    idempotency_keys_expire_after_the_retention,
+    keys_from_before_expiry_existed_are_kept_a_retention,
     anti_sniping_extends_and_the_closer_settles,
     old_history_is_pruned_but_not_past_the_replica,
 );
@@ -418,4 +420,102 @@ async fn old_history_is_pruned_but_not_past_the_replica(p: Engine, r: Engine) {
     state.store.shutdown().await;
     let kept = dbs.int(Db::Primary, "SELECT count(*) FROM oplog");
     assert!((10..50).contains(&kept), "{kept} entries kept");
+}
+
+/// A day and a bit, in milliseconds: moves a key past the default retention.
+const PAST_RETENTION_MS: i64 = 25 * 3600 * 1000;
+
+async fn idempotency_keys_expire_after_the_retention(p: Engine, r: Engine) {
+    let dbs = Databases::new(p, r);
+    let state = AppState::open(dbs.config()).unwrap();
+    let store = &state.store;
+    store.put_lot("a", open_lot("A")).await.unwrap();
+    let bid = |bidder: &'static str, amount: i64, key: &'static str| {
+        store.place_bid(bidder, "a", amount, Some(key.into()))
+    };
+    let first = bid("alice", 100_000, "k1").await.unwrap();
+    // Within the retention a retry gets the first answer.
+    let again = bid("alice", 100_000, "k1").await.unwrap();
+    assert!(again.replayed && again.bid == first.bid);
+    assert!(matches!(
+        bid("alice", 105_000, "k1").await,
+        Err(StoreError::IdempotencyConflict)
+    ));
+
+    // Past the retention the key is forgotten: the same key is a new request.
+    dbs.execute(
+        Db::Primary,
+        "UPDATE idempotency SET created_ms = created_ms - ?",
+        &[Value::Int(PAST_RETENTION_MS)],
+    );
+    let newer = bid("alice", 105_000, "k1").await.unwrap();
+    assert!(!newer.replayed);
+    assert_eq!(newer.bid.seq, first.bid.seq + 1);
+    let retried = bid("alice", 105_000, "k1").await.unwrap();
+    assert!(retried.replayed && retried.bid == newer.bid);
+    bid("bob", 110_000, "k2").await.unwrap();
+    assert_eq!(dbs.int(Db::Primary, "SELECT count(*) FROM idempotency"), 2);
+    state.store.shutdown().await;
+
+    // Expired keys are deleted, so the table does not grow without bound (swept at
+    // open, then every tenth of the retention while writes come).
+    dbs.execute(
+        Db::Primary,
+        "UPDATE idempotency SET created_ms = created_ms - ? WHERE bidder = ?",
+        &[Value::Int(PAST_RETENTION_MS), Value::from("bob")],
+    );
+    let state = AppState::open(dbs.config()).unwrap();
+    let keys = dbs.query(Db::Primary, "SELECT bidder FROM idempotency");
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].text(0).unwrap(), "alice");
+    // A shorter retention forgets sooner.
+    state.store.shutdown().await;
+    let mut short = dbs.config();
+    short.idempotency_retention = Duration::ZERO;
+    let state = AppState::open(short).unwrap();
+    assert_eq!(dbs.int(Db::Primary, "SELECT count(*) FROM idempotency"), 0);
+    state.store.shutdown().await;
+}
+
+async fn keys_from_before_expiry_existed_are_kept_a_retention(p: Engine, r: Engine) {
+    let dbs = Databases::new(p, r);
+    let state = AppState::open(dbs.config()).unwrap();
+    state.store.put_lot("a", open_lot("A")).await.unwrap();
+    let first = state
+        .store
+        .place_bid("alice", "a", 100_000, Some("k1".into()))
+        .await
+        .unwrap();
+    state.store.shutdown().await;
+    drop(state);
+    // The table as it was before keys expired: no creation time.
+    let row = dbs.query(
+        Db::Primary,
+        "SELECT request_hash, response FROM idempotency",
+    );
+    let (hash, response) = (row[0].text(0).unwrap(), row[0].text(1).unwrap());
+    dbs.batch(Db::Primary, "DROP TABLE idempotency");
+    let old = dbs.dialect(Db::Primary).ddl(
+        "CREATE TABLE idempotency (bidder {key} NOT NULL, \"key\" {key} NOT NULL, \
+         request_hash {text} NOT NULL, response {text} NOT NULL, PRIMARY KEY (bidder, \"key\")){opts}",
+    );
+    dbs.batch(Db::Primary, &old);
+    dbs.execute(
+        Db::Primary,
+        "INSERT INTO idempotency (bidder, \"key\", request_hash, response) VALUES (?, ?, ?, ?)",
+        &[
+            Value::from("alice"),
+            Value::from("k1"),
+            Value::from(hash),
+            Value::from(response),
+        ],
+    );
+    let state = AppState::open(dbs.config()).unwrap();
+    let again = state
+        .store
+        .place_bid("alice", "a", 100_000, Some("k1".into()))
+        .await
+        .unwrap();
+    assert!(again.replayed && again.bid == first.bid, "{again:?}");
+    state.store.shutdown().await;
 }

@@ -7,10 +7,12 @@
 //!   [`start_terminal_server`]) and the convergence check ([`converged`],
 //!   [`wait_converged`]).
 //! - [`sse`]: a raw Server-Sent Events reader; [`faults`]: the fault schedule.
+//! - [`outage`]: bidders and a health watcher for database outages.
 //! - `tests/`: end-to-end suites that need the SDK and the master together.
 //! - `src/bin/`: the benchmark program.
 
 pub mod faults;
+pub mod outage;
 pub mod sse;
 
 use std::collections::BTreeMap;

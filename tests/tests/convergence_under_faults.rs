@@ -1,19 +1,20 @@
-//! Convergence under faults: bidders bid at a steady rate on many lots while every
-//! fault the master can inject is switched on and off at random; when writes stop and
-//! faults clear, every client's mirror must equal the replica, lot for lot and version
-//! for version, within one heartbeat interval plus one fetch (plus the client's retry
-//! backoff), and no display may ever have been shown a version older than one before it.
+//! Convergence under faults: bidders place a fixed number of bids at a steady pace on
+//! many lots while every fault the master can inject is switched on and off at random;
+//! when writes stop and faults clear, every client's mirror must equal the replica, lot
+//! for lot, version for version and byte for byte, and no display may ever have been
+//! shown a version older than one before it. How long convergence took is printed (the
+//! design aims at one heartbeat plus one fetch); the test only bounds it by a timeout
+//! that catches a hang, so a slow machine is not a failure.
 //!
 //! Seeds: `LOTSYNC_SEEDS=1,2,3` (default three seeds). A failing seed is printed so it
 //! can be replayed.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use lotsync::Update;
-use lotsync::protocol::{ChaosPatch, LotStatus};
+use lotsync::protocol::LotStatus;
+use lotsync_tests::faults::{all_clear, random_fault, watch_display};
 use lotsync_tests::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -21,101 +22,14 @@ use rand::{Rng, SeedableRng};
 const HEARTBEAT: Duration = Duration::from_millis(250);
 const CLIENTS: usize = 4;
 const LOTS: usize = 20;
-const LOAD: Duration = Duration::from_secs(3);
-/// One heartbeat, one fetch, and the clients' largest reconnect and retry delays.
-const CONVERGE_WITHIN: Duration = Duration::from_millis(250 + 500 + 500 + 200);
-
-/// Counts versions shown out of order to one display.
-fn watch_display(
-    client: &lotsync::Client,
-    regressions: Arc<AtomicU64>,
-) -> tokio::task::JoinHandle<u64> {
-    let mut display = client.subscribe();
-    tokio::spawn(async move {
-        let mut shown: HashMap<String, u64> = HashMap::new();
-        let mut updates = 0;
-        while let Some(update) = display.recv().await {
-            updates += 1;
-            match update {
-                Update::LotChanged { lot, .. } => {
-                    if shown.get(&lot.id).is_some_and(|held| *held >= lot.seq) {
-                        regressions.fetch_add(1, Ordering::Relaxed);
-                    }
-                    shown.insert(lot.id.clone(), lot.seq);
-                }
-                Update::Snapshot { lots }
-                | Update::Resynced {
-                    lots,
-                    epoch_changed: false,
-                } => {
-                    for lot in lots {
-                        if shown.get(&lot.id).is_some_and(|held| *held > lot.seq) {
-                            regressions.fetch_add(1, Ordering::Relaxed);
-                        }
-                        shown.insert(lot.id.clone(), lot.seq);
-                    }
-                }
-                Update::Resynced {
-                    lots,
-                    epoch_changed: true,
-                } => {
-                    shown = lots.iter().map(|l| (l.id.clone(), l.seq)).collect();
-                }
-                Update::State(_) => {}
-            }
-        }
-        updates
-    })
-}
-
-fn random_fault(rng: &mut StdRng) -> ChaosPatch {
-    let mut patch = ChaosPatch::default();
-    match rng.random_range(0..6) {
-        0 => {
-            patch.replica_lag_ms = Some(rng.random_range(0..60));
-            patch.replica_lag_random = Some(rng.random_bool(0.5));
-        }
-        1 => {
-            patch.notice_drop_rate = Some(if rng.random_bool(0.5) {
-                rng.random_range(0.0..0.4)
-            } else {
-                0.0
-            })
-        }
-        2 => {
-            patch.fetch_error_rate = Some(if rng.random_bool(0.5) {
-                rng.random_range(0.0..0.4)
-            } else {
-                0.0
-            })
-        }
-        3 => {
-            patch.fetch_delay_ms = Some(if rng.random_bool(0.5) {
-                rng.random_range(0..80)
-            } else {
-                0
-            })
-        }
-        4 => patch.cut_streams = Some(true),
-        _ => patch.pause_replicator = Some(rng.random_bool(0.4)),
-    }
-    patch
-}
-
-fn all_clear() -> ChaosPatch {
-    ChaosPatch {
-        replica_lag_ms: Some(0),
-        replica_lag_random: Some(false),
-        notice_drop_rate: Some(0.0),
-        fetch_error_rate: Some(0.0),
-        fetch_delay_ms: Some(0),
-        cut_streams: None,
-        pause_replicator: Some(false),
-    }
-}
+/// Bids each of the three bidders places.
+const BIDS_EACH: u64 = 700;
+/// Generous bound on anything waited for: only a hang reaches it.
+const HANG: Duration = Duration::from_secs(60);
 
 struct Outcome {
     bids_accepted: u64,
+    load_took: Duration,
     faults: u64,
     converged_in: Duration,
 }
@@ -138,7 +52,7 @@ async fn run_seed(seed: u64) -> Outcome {
     let clients: Vec<lotsync::Client> = (0..CLIENTS).map(|_| connect(&master).unwrap()).collect();
     for client in &clients {
         assert!(
-            client.wait_live(Duration::from_secs(10)).await,
+            client.wait_live(HANG).await,
             "seed {seed}: client never live"
         );
     }
@@ -152,7 +66,7 @@ async fn run_seed(seed: u64) -> Outcome {
     // Bidders publish their progress; faults are switched as bids land, and the
     // channel closes when the last bidder is done.
     let progress = Arc::new(tokio::sync::watch::Sender::new(0u64));
-    let stop_at = Instant::now() + LOAD;
+    let load_started = Instant::now();
     let bidders: Vec<_> = ["alice", "bob", "carol"]
         .into_iter()
         .enumerate()
@@ -163,11 +77,14 @@ async fn run_seed(seed: u64) -> Outcome {
                 let mut rng = StdRng::seed_from_u64(seed * 31 + n as u64);
                 let mut amount = 10_000 + n as i64 * 100;
                 let mut tick = tokio::time::interval(Duration::from_millis(4));
-                while Instant::now() < stop_at {
+                let mut placed = 0;
+                // Amounts only rise, so a bid refused as outbid is followed by a higher one.
+                while placed < BIDS_EACH {
                     tick.tick().await;
                     let id = &ids[rng.random_range(0..ids.len())];
                     amount += 300;
                     if handle.place_bid(bidder, id, amount).await.is_ok() {
+                        placed += 1;
                         accepted.fetch_add(1, Ordering::Relaxed);
                         progress.send_modify(|bids| *bids += 1);
                     }
@@ -193,8 +110,12 @@ async fn run_seed(seed: u64) -> Outcome {
         faults += 1;
     }
     for bidder in bidders {
-        bidder.await.unwrap();
+        tokio::time::timeout(HANG, bidder)
+            .await
+            .expect("the bidders hung")
+            .unwrap();
     }
+    let load_took = load_started.elapsed();
     // A status change too, so not every operation is a bid.
     handle
         .set_status(&ids[0], LotStatus::Withdrawn)
@@ -203,9 +124,7 @@ async fn run_seed(seed: u64) -> Outcome {
     handle.set_chaos(all_clear()).unwrap();
 
     let cleared = Instant::now();
-    let outcome = wait_converged(&handle, &clients, Duration::from_secs(20))
-        .await
-        .unwrap();
+    let outcome = wait_converged(&handle, &clients, HANG).await.unwrap();
     let converged_in = cleared.elapsed();
     if let Err(differences) = outcome {
         panic!(
@@ -223,13 +142,10 @@ async fn run_seed(seed: u64) -> Outcome {
         0,
         "seed {seed}: a display went back in time"
     );
-    assert!(
-        converged_in <= CONVERGE_WITHIN,
-        "seed {seed}: converged in {converged_in:?}, promised {CONVERGE_WITHIN:?}"
-    );
     master.shutdown().await;
     Outcome {
         bids_accepted: accepted.load(Ordering::Relaxed),
+        load_took,
         faults,
         converged_in,
     }
@@ -245,12 +161,13 @@ async fn every_client_converges_on_the_replica_whatever_the_faults() {
         eprintln!("convergence seed {seed} (replay with LOTSYNC_SEEDS={seed})");
         let outcome = run_seed(seed).await;
         eprintln!(
-            "seed {seed}: {} bids accepted, {} faults injected, converged {:?} after faults cleared",
-            outcome.bids_accepted, outcome.faults, outcome.converged_in
+            "seed {seed}: {} bids accepted in {:?}, {} faults injected, converged {:?} after faults cleared",
+            outcome.bids_accepted, outcome.load_took, outcome.faults, outcome.converged_in
         );
+        assert_eq!(outcome.bids_accepted, 3 * BIDS_EACH, "seed {seed}");
         assert!(
-            outcome.bids_accepted > 200,
-            "seed {seed}: too little load to prove anything"
+            outcome.faults > 5,
+            "seed {seed}: the schedule switched faults"
         );
     }
 }

@@ -37,6 +37,16 @@ impl From<StoreError> for ApiError {
                     .with_field("Idempotency-Key")
             }
             StoreError::Invalid(field) => field.clone().into(),
+            StoreError::Unavailable(_) | StoreError::Busy(_) => {
+                // A database outage or a full queue: nothing was written, and asking
+                // again shortly is safe (a retried bid with its idempotency key is
+                // placed at most once).
+                tracing::debug!(error = %e, "store unavailable");
+                let mut err =
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string());
+                err.retry_after = Some(crate::store::error::RETRY_AFTER_SECS);
+                err
+            }
             StoreError::Closed
             | StoreError::Corrupt(_)
             | StoreError::Sqlite(_)
@@ -170,5 +180,13 @@ mod tests {
         );
         let err: ApiError = StoreError::NotFound("x".into()).into();
         assert_eq!(err.status, StatusCode::NOT_FOUND);
+        for unavailable in [
+            StoreError::Unavailable(crate::store::Part::Writer),
+            StoreError::Busy("writer queue"),
+        ] {
+            let err: ApiError = unavailable.into();
+            assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert!(err.retry_after.is_some_and(|s| s > 0));
+        }
     }
 }

@@ -3,116 +3,55 @@
 //! is SQLite (the default: files under the data directory), PostgreSQL or MariaDB, in
 //! any combination; the logic above [`engine`] is the same for all.
 //!
-//! - [`primary`]: the single writer. Commands arrive over a channel; each batch runs in
-//!   one transaction (group commit), each command in its own savepoint, and every
-//!   successful operation is appended to the log with the next gap-free sequence.
+//! - [`primary`]: the single writer. Commands arrive over a bounded channel; each batch
+//!   runs in one transaction (group commit), each command in its own savepoint, and
+//!   every successful operation is appended to the log with the next gap-free sequence.
+//!   [`commands`] holds what each command does; [`writer_recovery`] how the writer comes
+//!   back from a failed batch without reusing a sequence or applying anything twice.
 //! - [`oplog`]: the operations and their encoding.
 //! - [`replicator`]: tails the log and executes each entry on the replica, recording the
 //!   applied position in the same transaction.
-//! - [`replica`]: pooled read connections on the replica, used to answer fetches.
+//! - [`replica`]: a bounded pool of read connections on the replica, used to answer
+//!   fetches.
+//! - [`health`]: what is up and what is down ([`Store::health`]); [`backoff`]: the
+//!   capped, jittered waits between reconnection attempts; [`error`]: [`StoreError`].
 //! - [`schema`]: migrations and the row helpers both databases share.
 //! - [`engine`]: the connection trait, the SQL dialects and one driver per engine.
 
+pub mod backoff;
+pub mod commands;
 pub mod engine;
+pub mod error;
+pub mod health;
 pub mod log_tail;
 pub mod oplog;
 pub mod primary;
 pub mod replica;
 pub mod replicator;
 pub mod schema;
+pub mod writer_recovery;
 
 use std::path::Path;
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use lotsync::protocol::{Bid, FieldError, Lot, LotInput, LotStatus, Money, Notice, Seq};
-use tokio::sync::{mpsc, oneshot};
+use lotsync::protocol::{Bid, Lot, LotInput, LotStatus, Money, Notice, Seq};
+use tokio::sync::oneshot;
 
 use crate::chaos::Chaos;
 use crate::metrics::Metrics;
 use engine::{Access, DbUrl, Durability};
+use health::Monitor;
 use log_tail::LogTail;
 use primary::Command;
 use replica::Readers;
 use schema::Role;
 
-/// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// No lot has this id.
-    #[error("no lot {0:?}")]
-    NotFound(String),
-    /// The lot does not take bids now.
-    #[error("lot is not open (status {status})")]
-    LotNotOpen {
-        /// The lot's current status.
-        status: LotStatus,
-    },
-    /// The bid is below the minimum next bid.
-    #[error("bid too low: at least {min_next_bid}")]
-    BidTooLow {
-        /// Smallest acceptable amount now.
-        min_next_bid: Money,
-    },
-    /// The status change is not allowed.
-    #[error("cannot change status from {from} to {to}")]
-    InvalidTransition {
-        /// Current status.
-        from: LotStatus,
-        /// Requested status.
-        to: LotStatus,
-    },
-    /// The idempotency key was used before with a different request.
-    #[error("idempotency key reused with a different request")]
-    IdempotencyConflict,
-    /// A field of the input is invalid.
-    #[error(transparent)]
-    Invalid(#[from] FieldError),
-    /// The store is shutting down.
-    #[error("the store is shut down")]
-    Closed,
-    /// Stored data could not be understood.
-    #[error("corrupt store: {0}")]
-    Corrupt(String),
-    /// SQLite failed.
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL failed (or could not be reached).
-    #[error("PostgreSQL error: {0}")]
-    Postgres(#[from] postgres::Error),
-    /// MariaDB failed (or could not be reached).
-    #[error("MariaDB error: {0}")]
-    MySql(#[from] mysql::Error),
-    /// A database URL is not usable.
-    #[error("bad database URL: {0}")]
-    BadUrl(String),
-    /// A file operation failed.
-    #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-impl StoreError {
-    /// The wire error code this failure is reported as.
-    pub fn code(&self) -> &'static str {
-        use lotsync::protocol::codes;
-        match self {
-            StoreError::NotFound(_) => codes::NOT_FOUND,
-            StoreError::LotNotOpen { .. } => codes::LOT_NOT_OPEN,
-            StoreError::BidTooLow { .. } => codes::BID_TOO_LOW,
-            StoreError::InvalidTransition { .. } => codes::INVALID_TRANSITION,
-            StoreError::IdempotencyConflict => codes::IDEMPOTENCY_CONFLICT,
-            StoreError::Invalid(_) => codes::INVALID_FIELD,
-            StoreError::Closed
-            | StoreError::Corrupt(_)
-            | StoreError::Sqlite(_)
-            | StoreError::Postgres(_)
-            | StoreError::MySql(_)
-            | StoreError::BadUrl(_)
-            | StoreError::Io(_) => codes::INTERNAL,
-        }
-    }
-}
+pub use error::StoreError;
+pub use health::{Health, Part};
 
 /// Where the SQLite databases live (`primary.db` and `replica.db`), unless a database
 /// server is named for that role.
@@ -136,7 +75,25 @@ pub struct StoreOptions {
     /// Log entries kept (in the database and in memory).
     pub log_retention: usize,
     /// Window before the end in which a bid extends the lot (zero: off).
-    pub anti_snipe: std::time::Duration,
+    pub anti_snipe: Duration,
+    /// How long an idempotency key is remembered: a retry within this time gets the
+    /// first answer, a key older than this is forgotten (and deleted).
+    pub idempotency_retention: Duration,
+    /// Commands that may wait for the writer; more are refused as busy (503).
+    pub writer_queue: usize,
+    /// Read connections open at most on the replica (and, separately, on the primary).
+    pub read_connections: usize,
+    /// Replication lag past which [`Store::health`] reports replication as stalled.
+    pub replication_stall: Duration,
+}
+
+impl StoreOptions {
+    /// Default [`StoreOptions::idempotency_retention`]: one day.
+    pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
+    /// Default [`StoreOptions::writer_queue`].
+    pub const WRITER_QUEUE: usize = 4096;
+    /// Default [`StoreOptions::replication_stall`].
+    pub const REPLICATION_STALL: Duration = Duration::from_secs(10);
 }
 
 /// Result of a bid: the bid and whether it was a replay of an earlier identical request.
@@ -157,7 +114,11 @@ pub struct Store {
 
 struct Inner {
     /// Commands to the writer thread; the only way anything reaches the primary.
-    writer: mpsc::UnboundedSender<Command>,
+    writer: SyncSender<Command>,
+    /// What is up and down; the stop flag of the threads.
+    monitor: Arc<Monitor>,
+    /// Lag past which replication counts as stalled.
+    replication_stall: Duration,
     /// Answers fetches.
     reader: Readers,
     /// Reads the primary for tests and the demo driver.
@@ -225,26 +186,50 @@ impl Store {
         schema::migrate(&mut *writer_conn, Role::Primary)?;
         let epoch = primary::ensure_epoch(&mut *writer_conn)?;
         let (head, ring) = primary::load_tail(&mut *writer_conn, retention)?;
+        primary::sweep_expired_keys(&mut *writer_conn, options.idempotency_retention)?;
         let mut replica_conn = engine::connect(&replica_url, Access::Write(durability))?;
         schema::migrate(&mut *replica_conn, Role::Replica)?;
         let mut log_conn = engine::connect(&primary_url, Access::Read)?;
         let applied = replicator::bootstrap(&mut *replica_conn, &mut *log_conn, &epoch)?;
         let notices = Arc::new(LogTail::new(epoch.clone(), retention, ring, head, applied));
+        let monitor = Arc::new(Monitor::default());
 
-        let (tx, rx) = mpsc::unbounded_channel();
+        // Bounded: a writer that cannot keep up (or cannot reach the primary) makes
+        // callers wait in a queue of known size, then refuses them, never more memory.
+        let (tx, rx) = std::sync::mpsc::sync_channel(options.writer_queue.max(1));
         let writer = primary::Writer::new(
             writer_conn,
+            primary::Connection {
+                url: primary_url.clone(),
+                durability,
+                epoch: epoch.clone(),
+            },
             notices.clone(),
             metrics,
+            monitor.clone(),
             head,
-            retention,
-            options.anti_snipe,
+            primary::WriterOptions {
+                retention,
+                anti_snipe: options.anti_snipe,
+                idempotency_retention: options.idempotency_retention,
+            },
         );
         let writer_thread = std::thread::Builder::new()
             .name("lotsync-writer".into())
             .spawn(move || writer.run(rx))?;
-        let replicator =
-            replicator::Replicator::new(replica_conn, log_conn, notices.clone(), chaos, applied);
+        let replicator = replicator::Replicator::new(
+            (replica_conn, log_conn),
+            replicator::Endpoints {
+                replica: replica_url.clone(),
+                primary: primary_url.clone(),
+                durability,
+                epoch: epoch.clone(),
+            },
+            notices.clone(),
+            chaos,
+            monitor.clone(),
+            applied,
+        );
         let replicator_thread = std::thread::Builder::new()
             .name("lotsync-replicator".into())
             .spawn(move || replicator.run())?;
@@ -253,8 +238,20 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 writer: tx,
-                reader: Readers::new(replica_url),
-                primary_reader: Readers::new(primary_url),
+                reader: Readers::new(
+                    replica_url,
+                    Part::Replica,
+                    monitor.clone(),
+                    options.read_connections,
+                ),
+                primary_reader: Readers::new(
+                    primary_url,
+                    Part::Primary,
+                    monitor.clone(),
+                    options.read_connections,
+                ),
+                monitor,
+                replication_stall: options.replication_stall,
                 epoch,
                 notices,
                 threads: Mutex::new(vec![writer_thread, replicator_thread]),
@@ -277,12 +274,54 @@ impl Store {
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
     ) -> Result<T, StoreError> {
+        // While the writer is reconnecting, refuse at once rather than queue.
+        if self.inner.monitor.is_down(Part::Writer) {
+            return Err(StoreError::Unavailable(Part::Writer));
+        }
         let (tx, rx) = oneshot::channel();
-        self.inner
-            .writer
-            .send(make(tx))
-            .map_err(|_| StoreError::Closed)?;
+        self.inner.writer.try_send(make(tx)).map_err(|e| match e {
+            TrySendError::Full(_) => StoreError::Busy("writer queue"),
+            TrySendError::Disconnected(_) => StoreError::Closed,
+        })?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// What is up and what is down now: the writer's and the replicator's own view of
+    /// their connections, a probe of each database (waiting at most `probe_timeout` for
+    /// a connection and as long for the answer),
+    /// and whether replication is stalled (the oldest operation the replica has not
+    /// applied is older than the store's threshold).
+    pub async fn health(&self, probe_timeout: Duration) -> Health {
+        let probe = |readers: &Readers| {
+            let readers = readers.clone();
+            async move { readers.probe(probe_timeout).await }
+        };
+        let (primary, replica) =
+            tokio::join!(probe(&self.inner.primary_reader), probe(&self.inner.reader));
+        let tail = &self.inner.notices;
+        let (head, applied) = (tail.head(), tail.applied());
+        let replication_lag = if applied < head {
+            // An entry no longer in memory is older than anything the ring holds.
+            tail.at_of(applied + 1).map_or(Duration::MAX, |at| {
+                (Utc::now() - at).to_std().unwrap_or_default()
+            })
+        } else {
+            Duration::ZERO
+        };
+        let monitor = &self.inner.monitor;
+        Health {
+            primary,
+            replica,
+            writer: !monitor.is_down(Part::Writer),
+            replicator: !monitor.is_down(Part::Replicator),
+            replication_lag,
+            replication_stalled: replication_lag > self.inner.replication_stall,
+        }
+    }
+
+    /// The most read connections the replica's pool ever had open at once.
+    pub fn peak_read_connections(&self) -> usize {
+        self.inner.reader.peak_connections()
     }
 
     /// Create or replace a lot. Returns the lot as stored and whether it was created.
@@ -365,7 +404,10 @@ impl Store {
 
     /// Stop the writer and the replicator and wait for them; idempotent.
     pub async fn shutdown(&self) {
-        let _ = self.inner.writer.send(Command::Shutdown);
+        // A full queue cannot take the message: the flag stops the writer after its
+        // batch, or at once while it waits to reconnect.
+        self.inner.monitor.stop();
+        let _ = self.inner.writer.try_send(Command::Shutdown);
         self.inner.notices.stop();
         let threads: Vec<_> =
             std::mem::take(&mut *self.inner.threads.lock().expect("threads lock"));
@@ -386,7 +428,8 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Best effort when the owner never called shutdown: stop the threads so the
         // temporary directory can go.
-        let _ = self.writer.send(Command::Shutdown);
+        self.monitor.stop();
+        let _ = self.writer.try_send(Command::Shutdown);
         self.notices.stop();
         for thread in std::mem::take(self.threads.get_mut().expect("threads lock")) {
             let _ = thread.join();

@@ -7,22 +7,33 @@
 //! rolls back only itself and takes no sequence number, so the log stays gap-free.
 //! After the commit the batch's notices go to the ring, `head` moves, and every caller
 //! gets its answer.
+//!
+//! The queue in front of the writer is bounded: a full queue refuses at once (503)
+//! instead of holding requests in memory. When a batch fails, the writer asks the
+//! database what it holds before doing anything else (see [`super::writer_recovery`]),
+//! reconnecting with backoff while the primary is unreachable.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use lotsync::protocol::{Bid, Lot, LotInput, LotStatus, Money, Notice, OpKind, Seq};
-use tokio::sync::{mpsc, oneshot};
+use lotsync::protocol::{Lot, LotInput, LotStatus, Money, Notice, OpKind, Seq};
+use tokio::sync::oneshot;
 
-use super::engine::{Conn, args};
+use super::commands::{Ctx, idempotency_cutoff};
+use super::engine::{Access, Conn, DbUrl, Durability, args};
+use super::health::{Monitor, Part};
 use super::log_tail::LogTail;
-use super::oplog::Op;
-use super::schema::{self, fmt_time, parse_time};
+use super::schema::{self, parse_time};
 use super::{BidOutcome, StoreError};
 use crate::metrics::Metrics;
 
 /// Most commands committed in one transaction.
 pub const MAX_BATCH: usize = 256;
+
+/// Longest pause between two sweeps of expired idempotency keys.
+const IDEMPOTENCY_SWEEP_MAX: Duration = Duration::from_secs(60);
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -70,6 +81,21 @@ pub enum Command {
     Shutdown,
 }
 
+impl Command {
+    /// Answer with an error without running the command. Returns false for
+    /// [`Command::Shutdown`], which has no one to answer.
+    pub fn refuse(self, error: StoreError) -> bool {
+        match self {
+            Command::Put { reply, .. } => drop(reply.send(Err(error))),
+            Command::Status { reply, .. } => drop(reply.send(Err(error))),
+            Command::Bid { reply, .. } => drop(reply.send(Err(error))),
+            Command::Due { reply, .. } => drop(reply.send(Err(error))),
+            Command::Shutdown => return false,
+        }
+        true
+    }
+}
+
 /// Read the epoch from `meta`, creating a random one for a new database.
 pub fn ensure_epoch(conn: &mut dyn Conn) -> Result<String, StoreError> {
     if let Some(epoch) = schema::meta_get(conn, "epoch")? {
@@ -84,12 +110,16 @@ pub fn ensure_epoch(conn: &mut dyn Conn) -> Result<String, StoreError> {
 pub fn load_tail(conn: &mut dyn Conn, retention: usize) -> Result<(Seq, Vec<Notice>), StoreError> {
     let (_, head) = schema::log_bounds(conn)?;
     let from = head.saturating_sub(retention as Seq);
+    Ok((head, load_entries(conn, from, head)?))
+}
+
+/// The log entries after `after` up to `to`, as notices.
+pub fn load_entries(conn: &mut dyn Conn, after: Seq, to: Seq) -> Result<Vec<Notice>, StoreError> {
     let rows = conn.query(
-        "SELECT seq, lot_id, kind, at FROM oplog WHERE seq > ? ORDER BY seq",
-        args![from as i64],
+        "SELECT seq, lot_id, kind, at FROM oplog WHERE seq > ? AND seq <= ? ORDER BY seq",
+        args![after as i64, to as i64],
     )?;
-    let tail = rows
-        .iter()
+    rows.iter()
         .map(|r| {
             Ok(Notice {
                 seq: r.int(0)? as Seq,
@@ -99,8 +129,7 @@ pub fn load_tail(conn: &mut dyn Conn, retention: usize) -> Result<(Seq, Vec<Noti
                 lot: None,
             })
         })
-        .collect::<Result<_, StoreError>>()?;
-    Ok((head, tail))
+        .collect()
 }
 
 fn parse_kind(kind: &str) -> Result<OpKind, StoreError> {
@@ -110,54 +139,105 @@ fn parse_kind(kind: &str) -> Result<OpKind, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("bad oplog kind {kind:?}")))
 }
 
+/// How to reach the primary again, and whose history it holds.
+pub struct Connection {
+    /// The primary's URL.
+    pub url: DbUrl,
+    /// Commit durability of the writer's connection.
+    pub durability: Durability,
+    /// The epoch the primary holds; another one after a reconnect means the history
+    /// this writer continues is gone.
+    pub epoch: String,
+}
+
+impl Connection {
+    /// A new write connection to the primary.
+    pub(super) fn connect(&self) -> Result<Box<dyn Conn>, StoreError> {
+        super::engine::connect(&self.url, Access::Write(self.durability))
+    }
+}
+
+/// The writer's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    /// Log entries kept in the `oplog` table.
+    pub retention: usize,
+    /// Anti-sniping window.
+    pub anti_snipe: Duration,
+    /// How long idempotency keys are remembered.
+    pub idempotency_retention: Duration,
+}
+
 /// The writer thread's state.
 pub struct Writer {
-    conn: Box<dyn Conn>,
-    notices: std::sync::Arc<LogTail>,
-    metrics: std::sync::Arc<Metrics>,
+    pub(super) conn: Box<dyn Conn>,
+    pub(super) connection: Connection,
+    pub(super) notices: Arc<LogTail>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) monitor: Arc<Monitor>,
     /// Last sequence committed (or, inside a batch, appended).
-    head: Seq,
-    retention: usize,
-    anti_snipe: Duration,
+    pub(super) head: Seq,
+    options: WriterOptions,
     /// Oldest sequence still in the `oplog` table, to know when pruning is due.
     oldest_in_db: Seq,
+    /// When expired idempotency keys were last deleted.
+    idempotency_swept: Option<Instant>,
+    /// The primary no longer holds the history this writer continues: every write is
+    /// refused until the master restarts.
+    pub(super) lost_history: bool,
 }
 
 /// What one command produced inside the batch, answered after the commit.
-enum Done {
+pub(super) enum Done {
     Put(Reply<(Lot, bool)>, Result<(Lot, bool), StoreError>),
     Status(Reply<Lot>, Result<Lot, StoreError>),
     Bid(Reply<BidOutcome>, Result<BidOutcome, StoreError>),
     Due(Reply<usize>, Result<usize, StoreError>),
 }
 
+/// A batch that failed: the error, and what was not answered yet.
+pub(super) struct Failed {
+    pub(super) error: StoreError,
+    /// Commands that ran (their outcomes stand if the commit turns out to have happened).
+    pub(super) done: Vec<Done>,
+    /// Commands that never ran.
+    pub(super) rest: Vec<Command>,
+    /// The notices of the operations the batch appended.
+    pub(super) notices: Vec<Notice>,
+}
+
 impl Writer {
     /// A writer continuing the log at `head`.
     pub fn new(
         conn: Box<dyn Conn>,
-        notices: std::sync::Arc<LogTail>,
-        metrics: std::sync::Arc<Metrics>,
+        connection: Connection,
+        notices: Arc<LogTail>,
+        metrics: Arc<Metrics>,
+        monitor: Arc<Monitor>,
         head: Seq,
-        retention: usize,
-        anti_snipe: Duration,
+        options: WriterOptions,
     ) -> Writer {
         let oldest_in_db = notices.oldest();
         Writer {
             conn,
+            connection,
             notices,
             metrics,
+            monitor,
             head,
-            retention,
-            anti_snipe,
+            options,
             oldest_in_db,
+            // The store swept at open, before the writer started.
+            idempotency_swept: Some(Instant::now()),
+            lost_history: false,
         }
     }
 
     /// Serve commands until told to stop or every sender is gone.
-    pub fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+    pub fn run(mut self, rx: Receiver<Command>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
-            let Some(first) = rx.blocking_recv() else {
+            let Ok(first) = rx.recv() else {
                 return;
             };
             batch.push(first);
@@ -167,88 +247,132 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let stop = batch.iter().any(|c| matches!(c, Command::Shutdown));
-            self.commit_batch(std::mem::take(&mut batch));
-            if stop {
+            let stop =
+                self.monitor.stopping() || batch.iter().any(|c| matches!(c, Command::Shutdown));
+            if self.lost_history {
+                for command in batch.drain(..) {
+                    command.refuse(StoreError::Unavailable(Part::Writer));
+                }
+            } else if !self.commit_batch(std::mem::take(&mut batch), &rx) {
+                return;
+            }
+            if stop || self.monitor.stopping() {
                 tracing::debug!("writer stopped");
                 return;
             }
         }
     }
 
-    fn commit_batch(&mut self, batch: Vec<Command>) {
+    /// Run and answer one batch. Returns false when the store stopped meanwhile.
+    fn commit_batch(&mut self, batch: Vec<Command>, rx: &Receiver<Command>) -> bool {
         let head_before = self.head;
         let mut notices = Vec::new();
         let mut done = Vec::with_capacity(batch.len());
         match self.run_batch(batch, &mut notices, &mut done) {
             Ok(()) => {
-                self.metrics.batch_committed(done.len());
-                for n in &notices {
-                    self.metrics.write(n.kind);
-                }
-                for d in &done {
-                    if let Some(reason) = d.rejection() {
-                        self.metrics.bid_rejected(reason);
-                    }
-                }
-                self.notices.publish(notices);
-                for d in done {
-                    d.answer();
-                }
-                self.prune();
+                self.committed(notices, done);
+                true
             }
-            Err(e) => {
-                tracing::error!(error = %e, "commit failed; the batch is rolled back");
+            Err((error, rest)) => {
+                // Whatever the database did with the batch, this process's idea of the
+                // head is unconfirmed until the database says what it holds.
                 self.head = head_before;
-                for d in done {
-                    d.fail(&e);
-                }
+                let failed = Failed {
+                    error,
+                    done,
+                    rest,
+                    notices,
+                };
+                self.recover(head_before, failed, rx)
             }
         }
     }
 
+    /// Publish a committed batch's notices, answer its callers, prune.
+    pub(super) fn committed(&mut self, notices: Vec<Notice>, done: Vec<Done>) {
+        self.metrics.batch_committed(done.len());
+        for n in &notices {
+            self.metrics.write(n.kind);
+        }
+        for d in &done {
+            if let Some(reason) = d.rejection() {
+                self.metrics.bid_rejected(reason);
+            }
+        }
+        if let Some(last) = notices.last() {
+            self.head = last.seq;
+        }
+        self.notices.publish(notices);
+        for d in done {
+            d.answer();
+        }
+        self.prune();
+        self.sweep_idempotency();
+    }
+
     /// Execute a batch in one transaction, one savepoint per command; on any database
-    /// error the whole transaction is rolled back.
+    /// error the whole transaction is rolled back and the commands that did not run are
+    /// handed back.
     fn run_batch(
         &mut self,
         batch: Vec<Command>,
         notices: &mut Vec<Notice>,
         done: &mut Vec<Done>,
-    ) -> Result<(), StoreError> {
-        self.conn.begin_write()?;
-        let result = self.run_commands(batch, notices, done);
-        let result = result.and_then(|()| self.conn.commit());
-        if result.is_err() {
-            let _ = self.conn.rollback();
+    ) -> Result<(), (StoreError, Vec<Command>)> {
+        if let Err(e) = self.conn.begin_write() {
+            return Err((e, batch));
         }
-        result
+        let mut commands = batch.into_iter();
+        let result = self
+            .run_commands(&mut commands, notices, done)
+            .and_then(|()| self.conn.commit());
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = self.conn.rollback();
+                Err((e, commands.collect()))
+            }
+        }
     }
 
     fn run_commands(
         &mut self,
-        batch: Vec<Command>,
+        commands: &mut std::vec::IntoIter<Command>,
         notices: &mut Vec<Notice>,
         done: &mut Vec<Done>,
     ) -> Result<(), StoreError> {
         // Microseconds: the precision times are stored with, so primary and replica agree.
         let at = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
-        for command in batch {
+        for command in commands.by_ref() {
             if let Command::Shutdown = command {
                 continue;
             }
             let sp_head = self.head;
             let sp_len = notices.len();
-            self.conn.batch("SAVEPOINT command")?;
+            if let Err(e) = self.conn.batch("SAVEPOINT command") {
+                // Not run: the caller is answered with the rest of the batch.
+                let mut rest = vec![command];
+                rest.extend(commands.by_ref());
+                *commands = rest.into_iter();
+                return Err(e);
+            }
             let outcome = Ctx {
                 conn: &mut *self.conn,
                 head: &mut self.head,
                 notices,
                 at,
-                anti_snipe: self.anti_snipe,
+                anti_snipe: self.options.anti_snipe,
+                idempotency_retention: self.options.idempotency_retention,
             }
             .execute(command);
+            let mut outcome = outcome;
             let ok = outcome.ok();
+            // A command that failed for a database reason fails the whole batch.
+            let broken = outcome.take_transient_error();
             done.push(outcome);
+            if let Some(e) = broken {
+                return Err(e);
+            }
             if ok {
                 self.conn.batch("RELEASE SAVEPOINT command")?;
             } else {
@@ -264,10 +388,11 @@ impl Writer {
 
     /// Drop log entries older than the retention, never past the replica's position.
     fn prune(&mut self) {
-        let keep_from = self.head.saturating_sub(self.retention as Seq) + 1;
+        let retention = self.options.retention;
+        let keep_from = self.head.saturating_sub(retention as Seq) + 1;
         let limit = keep_from.min(self.notices.applied() + 1);
         // Prune in steps of a tenth of the retention so it is not done every commit.
-        if limit <= self.oldest_in_db + (self.retention as Seq / 10).max(1) {
+        if limit <= self.oldest_in_db + (retention as Seq / 10).max(1) {
             return;
         }
         match self
@@ -278,6 +403,36 @@ impl Writer {
             Err(e) => tracing::warn!(error = %e, "pruning the log failed"),
         }
     }
+
+    /// Delete idempotency keys past their retention, at most every tenth of it (and at
+    /// least every minute), so the table holds about one retention's worth of keys.
+    fn sweep_idempotency(&mut self) {
+        let retention = self.options.idempotency_retention;
+        let every = (retention / 10).min(IDEMPOTENCY_SWEEP_MAX);
+        if self
+            .idempotency_swept
+            .is_some_and(|at| at.elapsed() < every)
+        {
+            return;
+        }
+        self.idempotency_swept = Some(Instant::now());
+        if let Err(e) = sweep_expired_keys(&mut *self.conn, retention) {
+            tracing::warn!(error = %e, "deleting expired idempotency keys failed");
+        }
+    }
+}
+
+/// Delete the idempotency keys older than `retention`; returns how many.
+pub fn sweep_expired_keys(conn: &mut dyn Conn, retention: Duration) -> Result<u64, StoreError> {
+    let cutoff = idempotency_cutoff(Utc::now(), retention);
+    let deleted = conn.execute(
+        "DELETE FROM idempotency WHERE created_ms < ?",
+        args![cutoff],
+    )?;
+    if deleted > 0 {
+        tracing::debug!(keys = deleted, "expired idempotency keys deleted");
+    }
+    Ok(deleted)
 }
 
 impl Done {
@@ -289,16 +444,40 @@ impl Done {
         }
     }
 
-    fn ok(&self) -> bool {
+    fn result(&self) -> Result<(), &StoreError> {
         match self {
-            Done::Put(_, r) => r.is_ok(),
-            Done::Status(_, r) => r.is_ok(),
-            Done::Bid(_, r) => r.is_ok(),
-            Done::Due(_, r) => r.is_ok(),
+            Done::Put(_, r) => r.as_ref().map(drop),
+            Done::Status(_, r) => r.as_ref().map(drop),
+            Done::Bid(_, r) => r.as_ref().map(drop),
+            Done::Due(_, r) => r.as_ref().map(drop),
         }
     }
 
-    fn answer(self) {
+    fn ok(&self) -> bool {
+        self.result().is_ok()
+    }
+
+    /// A failure about reaching the database (not a rejection of the command): the
+    /// transaction is likely gone with the connection. The error is taken out (the
+    /// command's answer becomes "unavailable") and returned.
+    fn take_transient_error(&mut self) -> Option<StoreError> {
+        fn take<T>(r: &mut Result<T, StoreError>) -> Option<StoreError> {
+            match r {
+                Err(e) if e.is_transient() => {
+                    std::mem::replace(r, Err(StoreError::Unavailable(Part::Writer))).err()
+                }
+                _ => None,
+            }
+        }
+        match self {
+            Done::Put(_, r) => take(r),
+            Done::Status(_, r) => take(r),
+            Done::Bid(_, r) => take(r),
+            Done::Due(_, r) => take(r),
+        }
+    }
+
+    pub(super) fn answer(self) {
         match self {
             Done::Put(tx, r) => drop(tx.send(r)),
             Done::Status(tx, r) => drop(tx.send(r)),
@@ -307,270 +486,12 @@ impl Done {
         }
     }
 
-    fn fail(self, e: &StoreError) {
-        let err = || StoreError::Corrupt(format!("commit failed: {e}"));
+    pub(super) fn fail(self, error: StoreError) {
         match self {
-            Done::Put(tx, _) => drop(tx.send(Err(err()))),
-            Done::Status(tx, _) => drop(tx.send(Err(err()))),
-            Done::Bid(tx, _) => drop(tx.send(Err(err()))),
-            Done::Due(tx, _) => drop(tx.send(Err(err()))),
+            Done::Put(tx, _) => drop(tx.send(Err(error))),
+            Done::Status(tx, _) => drop(tx.send(Err(error))),
+            Done::Bid(tx, _) => drop(tx.send(Err(error))),
+            Done::Due(tx, _) => drop(tx.send(Err(error))),
         }
-    }
-}
-
-/// One command's view of the open transaction.
-struct Ctx<'a> {
-    conn: &'a mut dyn Conn,
-    head: &'a mut Seq,
-    notices: &'a mut Vec<Notice>,
-    at: DateTime<Utc>,
-    anti_snipe: Duration,
-}
-
-impl Ctx<'_> {
-    fn execute(&mut self, command: Command) -> Done {
-        match command {
-            Command::Put { id, input, reply } => Done::Put(reply, self.put(&id, input)),
-            Command::Status { id, status, reply } => Done::Status(reply, self.status(&id, status)),
-            Command::Bid {
-                bidder,
-                lot_id,
-                amount,
-                key,
-                reply,
-            } => Done::Bid(reply, self.bid(&bidder, &lot_id, amount, key.as_deref())),
-            Command::Due { now, reply } => Done::Due(reply, self.due(now)),
-            Command::Shutdown => unreachable!("filtered out before execution"),
-        }
-    }
-
-    /// Append an operation to the log with the next sequence and execute it.
-    fn append(&mut self, lot_id: &str, op: &Op) -> Result<Lot, StoreError> {
-        let seq = *self.head + 1;
-        self.conn.execute(
-            "INSERT INTO oplog (seq, lot_id, kind, op, at) VALUES (?, ?, ?, ?, ?)",
-            args![
-                seq as i64,
-                lot_id,
-                op.kind().as_str(),
-                op.encode(),
-                fmt_time(self.at)
-            ],
-        )?;
-        let lot = schema::execute_op(self.conn, seq, lot_id, op, self.at)?;
-        *self.head = seq;
-        self.notices.push(Notice {
-            seq,
-            lot_id: lot_id.to_owned(),
-            kind: op.kind(),
-            at: self.at,
-            lot: None,
-        });
-        Ok(lot)
-    }
-
-    fn with_bids(&mut self, mut lot: Lot) -> Result<Lot, StoreError> {
-        lot.recent_bids = schema::recent_bids(self.conn, &lot.id)?;
-        Ok(lot)
-    }
-
-    /// Read the id, check whether it exists, then replace or add.
-    fn put(&mut self, id: &str, input: LotInput) -> Result<(Lot, bool), StoreError> {
-        input.validate()?;
-        let current = schema::load_lot(self.conn, id)?;
-        let created = current.is_none();
-        let lot = match current {
-            Some(current) => {
-                let status = input.status.unwrap_or(current.status);
-                if status != current.status && !current.status.can_become(status) {
-                    return Err(StoreError::InvalidTransition {
-                        from: current.status,
-                        to: status,
-                    });
-                }
-                let current_price = if current.bid_count == 0 {
-                    input.starting_price
-                } else {
-                    current.current_price
-                };
-                Lot {
-                    current_price,
-                    bid_count: current.bid_count,
-                    leading_bidder: current.leading_bidder,
-                    status,
-                    ..lot_from_input(id, input)
-                }
-            }
-            None => lot_from_input(id, input),
-        };
-        let lot = self.append(id, &Op::Upsert { lot: Box::new(lot) })?;
-        Ok((self.with_bids(lot)?, created))
-    }
-
-    /// Change only the status, if the lifecycle allows it.
-    fn status(&mut self, id: &str, status: LotStatus) -> Result<Lot, StoreError> {
-        let current =
-            schema::load_lot(self.conn, id)?.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
-        if !current.status.can_become(status) {
-            return Err(StoreError::InvalidTransition {
-                from: current.status,
-                to: status,
-            });
-        }
-        let lot = self.append(
-            id,
-            &Op::Status {
-                status,
-                ends_at: None,
-            },
-        )?;
-        self.with_bids(lot)
-    }
-
-    fn bid(
-        &mut self,
-        bidder: &str,
-        lot_id: &str,
-        amount: Money,
-        key: Option<&str>,
-    ) -> Result<BidOutcome, StoreError> {
-        let request_hash = format!("{lot_id}\n{amount}");
-        if let Some(key) = key {
-            let seen = self.conn.query_opt(
-                "SELECT request_hash, response FROM idempotency WHERE bidder = ? AND \"key\" = ?",
-                args![bidder, key],
-            )?;
-            if let Some(row) = seen {
-                let (hash, response) = (row.text(0)?, row.text(1)?);
-                if hash != request_hash {
-                    return Err(StoreError::IdempotencyConflict);
-                }
-                let bid: Bid = serde_json::from_str(&response)
-                    .map_err(|e| StoreError::Corrupt(format!("bad idempotency row: {e}")))?;
-                return Ok(BidOutcome {
-                    bid,
-                    replayed: true,
-                });
-            }
-        }
-        let lot = schema::load_lot(self.conn, lot_id)?
-            .ok_or_else(|| StoreError::NotFound(lot_id.to_owned()))?;
-        let now = Utc::now();
-        if lot.status != LotStatus::Open || now >= lot.ends_at {
-            let status = if lot.status == LotStatus::Open {
-                LotStatus::Closed
-            } else {
-                lot.status
-            };
-            return Err(StoreError::LotNotOpen { status });
-        }
-        let min_next_bid = lot.min_next_bid();
-        if amount < min_next_bid {
-            return Err(StoreError::BidTooLow { min_next_bid });
-        }
-        let window = chrono::Duration::from_std(self.anti_snipe).unwrap_or_default();
-        let ends_at = if !window.is_zero() && lot.ends_at - now < window {
-            now + window
-        } else {
-            lot.ends_at
-        };
-        let bid = Bid {
-            lot_id: lot_id.to_owned(),
-            bidder: bidder.to_owned(),
-            amount,
-            seq: *self.head + 1,
-            at: self.at,
-        };
-        let op = Op::Bid {
-            bid: bid.clone(),
-            current_price: amount,
-            bid_count: lot.bid_count + 1,
-            leading_bidder: Some(bidder.to_owned()),
-            ends_at,
-        };
-        self.append(lot_id, &op)?;
-        if let Some(key) = key {
-            let response = serde_json::to_string(&bid).expect("a Bid always serialises");
-            self.conn.execute(
-                "INSERT INTO idempotency (bidder, \"key\", request_hash, response) VALUES (?, ?, ?, ?)",
-                args![bidder, key, request_hash, response],
-            )?;
-        }
-        Ok(BidOutcome {
-            bid,
-            replayed: false,
-        })
-    }
-
-    /// Open lots whose start has come; close, then settle, lots whose end has passed.
-    fn due(&mut self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let now_ms = now.timestamp_millis();
-        let due: Vec<(String, String)> = self
-            .conn
-            .query(
-                "SELECT id, status FROM lots WHERE (status = 'open' AND ends_at_ms <= ?)
-                 OR (status = 'scheduled' AND starts_at_ms <= ?) ORDER BY ends_at_ms, id",
-                args![now_ms, now_ms],
-            )?
-            .iter()
-            .map(|r| Ok((r.text(0)?, r.text(1)?)))
-            .collect::<Result<_, StoreError>>()?;
-        let mut written = 0;
-        for (id, status) in due {
-            if status == "scheduled" {
-                self.append(
-                    &id,
-                    &Op::Status {
-                        status: LotStatus::Open,
-                        ends_at: None,
-                    },
-                )?;
-                written += 1;
-                continue;
-            }
-            let closed = self.append(
-                &id,
-                &Op::Status {
-                    status: LotStatus::Closed,
-                    ends_at: None,
-                },
-            )?;
-            let settled = if closed.reserve_met() {
-                LotStatus::Sold
-            } else {
-                LotStatus::Passed
-            };
-            self.append(
-                &id,
-                &Op::Status {
-                    status: settled,
-                    ends_at: None,
-                },
-            )?;
-            written += 2;
-        }
-        Ok(written)
-    }
-}
-
-/// A new lot's stored form: no bids yet, price at the starting price.
-fn lot_from_input(id: &str, input: LotInput) -> Lot {
-    Lot {
-        id: id.to_owned(),
-        title: input.title,
-        attributes: input.attributes,
-        currency: input.currency,
-        starting_price: input.starting_price,
-        increment: input.increment,
-        reserve_price: input.reserve_price,
-        current_price: input.starting_price,
-        bid_count: 0,
-        leading_bidder: None,
-        status: input.status.unwrap_or(LotStatus::Scheduled),
-        starts_at: input.starts_at,
-        ends_at: input.ends_at,
-        seq: 0,
-        updated_at: input.starts_at,
-        recent_bids: Vec::new(),
     }
 }

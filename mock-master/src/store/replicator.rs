@@ -4,7 +4,9 @@
 //! It runs on its own OS thread with its own connections (the replica for writing, the
 //! primary read-only). Each batch of entries is applied in one replica transaction that
 //! also records `applied_seq`, so after a crash the replica resumes exactly where its
-//! last commit left it: nothing lost, nothing applied twice.
+//! last commit left it: nothing lost, nothing applied twice. After a failure (a server
+//! restarted, a connection killed) it reconnects with backoff and reads `applied_seq`
+//! again before going on, for the same reason.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +14,12 @@ use std::time::Duration;
 use lotsync::protocol::Seq;
 
 use super::StoreError;
-use super::engine::{Conn, args};
+use super::backoff::Backoff;
+use super::engine::{Access, Conn, DbUrl, Durability, args, connect};
+use super::health::{Monitor, Part};
 use super::log_tail::LogTail;
 use super::oplog::{Entry, Op};
-use super::schema::{self, parse_time};
+use super::schema::{self, Role, parse_time};
 use crate::chaos::Chaos;
 
 /// Most entries applied in one replica transaction.
@@ -70,31 +74,48 @@ pub fn bootstrap(
     Ok(head)
 }
 
+/// Where the replicator's two databases are, to reconnect to them.
+pub struct Endpoints {
+    /// The replica, written by the replicator.
+    pub replica: DbUrl,
+    /// The primary, whose log the replicator reads.
+    pub primary: DbUrl,
+    /// Commit durability on the replica.
+    pub durability: Durability,
+    /// The history the replica follows.
+    pub epoch: String,
+}
+
 /// The replicator thread's state.
 pub struct Replicator {
     /// The replica, written only by this thread.
     replica: Box<dyn Conn>,
     /// The primary, read for the log.
     log: Box<dyn Conn>,
+    endpoints: Endpoints,
     notices: Arc<LogTail>,
     chaos: Arc<Chaos>,
+    monitor: Arc<Monitor>,
     applied: Seq,
 }
 
 impl Replicator {
     /// A replicator continuing from `applied`.
     pub fn new(
-        replica: Box<dyn Conn>,
-        log: Box<dyn Conn>,
+        (replica, log): (Box<dyn Conn>, Box<dyn Conn>),
+        endpoints: Endpoints,
         notices: Arc<LogTail>,
         chaos: Arc<Chaos>,
+        monitor: Arc<Monitor>,
         applied: Seq,
     ) -> Self {
         Replicator {
             replica,
             log,
+            endpoints,
             notices,
             chaos,
+            monitor,
             applied,
         }
     }
@@ -137,13 +158,58 @@ impl Replicator {
                 Ok(Some(None)) => {}
                 Ok(None) => return,
                 Err(e) => {
-                    tracing::error!(error = %e, applied = self.applied, "replication failed; retrying");
-                    if !self.nap(IDLE) {
+                    tracing::error!(error = %e, applied = self.applied, "replication failed; reconnecting");
+                    if !self.reconnect() {
                         return;
                     }
                 }
             }
         }
+    }
+
+    /// After a failure: new connections to both databases (with backoff while either is
+    /// unreachable), then the applied position as the replica records it. A commit
+    /// whose answer was lost is thereby counted exactly once; a replica that lost or
+    /// changed its history is rebuilt. Returns false when the store stops first.
+    fn reconnect(&mut self) -> bool {
+        let mut backoff = Backoff::new();
+        loop {
+            if !self.nap(backoff.next_wait()) {
+                return false;
+            }
+            match self.try_reconnect() {
+                Ok(applied) => {
+                    let outage = self.monitor.set_up(Part::Replicator);
+                    tracing::info!(
+                        applied,
+                        was = self.applied,
+                        outage_ms = outage.map_or(0, |d| d.as_millis() as u64),
+                        "the replicator has both databases again"
+                    );
+                    self.applied = applied;
+                    self.notices.set_applied(applied);
+                    return true;
+                }
+                Err(e) => {
+                    if self.monitor.set_down(Part::Replicator) {
+                        tracing::error!(error = %e, "the replicator cannot reach its databases; retrying with backoff");
+                    } else {
+                        tracing::debug!(error = %e, attempts = backoff.failures(), "the replicator's databases are still unreachable");
+                    }
+                }
+            }
+        }
+    }
+
+    fn try_reconnect(&mut self) -> Result<Seq, StoreError> {
+        let e = &self.endpoints;
+        let mut replica = connect(&e.replica, Access::Write(e.durability))?;
+        let mut log = connect(&e.primary, Access::Read)?;
+        schema::migrate(&mut *replica, Role::Replica)?;
+        let applied = bootstrap(&mut *replica, &mut *log, &e.epoch)?;
+        self.replica = replica;
+        self.log = log;
+        Ok(applied)
     }
 
     /// Read up to `limit` entries after the applied position.

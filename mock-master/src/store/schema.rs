@@ -49,9 +49,14 @@ const PRIMARY_TABLES: &[&str] = &[
         \"key\" {key} NOT NULL,
         request_hash {text} NOT NULL,
         response {text} NOT NULL,
+        created_ms {int} NOT NULL DEFAULT 0,
         PRIMARY KEY (bidder, \"key\")
     ){opts}",
 ];
+
+/// Primary-only indexes, created once the columns they cover exist.
+const PRIMARY_INDEXES: &[&str] =
+    &["CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency (created_ms)"];
 
 /// Replica-only table: how far the log has been applied.
 const REPLICA_TABLES: &[&str] = &["CREATE TABLE IF NOT EXISTS replication_state (
@@ -82,6 +87,30 @@ pub fn migrate(conn: &mut dyn Conn, role: Role) -> Result<(), StoreError> {
         let sql = dialect.insert_ignore("replication_state", &["id", "applied_seq"]);
         conn.execute(&sql, args![0i64, 0i64])?;
     }
+    if role == Role::Primary {
+        add_idempotency_age(conn)?;
+        for index in PRIMARY_INDEXES {
+            conn.batch(index)?;
+        }
+    }
+    Ok(())
+}
+
+/// Databases from before idempotency keys expired have no `created_ms`: add it, and
+/// count the keys they hold as created now, so a retry in flight is still honoured.
+fn add_idempotency_age(conn: &mut dyn Conn) -> Result<(), StoreError> {
+    if conn
+        .query("SELECT created_ms FROM idempotency WHERE 1 = 0", &[])
+        .is_ok()
+    {
+        return Ok(());
+    }
+    let add = "ALTER TABLE idempotency ADD COLUMN created_ms {int} NOT NULL DEFAULT 0";
+    conn.batch(&conn.dialect().ddl(add))?;
+    conn.execute(
+        "UPDATE idempotency SET created_ms = ?",
+        args![chrono::Utc::now().timestamp_millis()],
+    )?;
     Ok(())
 }
 

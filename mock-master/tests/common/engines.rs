@@ -49,6 +49,7 @@ fn scratch(engine: Engine) -> ScratchDatabase {
         Engine::Sqlite => unreachable!("SQLite needs no server"),
     };
     ScratchDatabase::create(&server, "lotsync_test").unwrap_or_else(|e| {
+        let server = mock_master::store::engine::url::redact(&server);
         panic!("{engine:?} at {server} is needed by this test (scripts/test.sh starts it): {e}")
     })
 }
@@ -116,6 +117,25 @@ impl Databases {
             .execute(sql, params)
         })
         .unwrap();
+    }
+
+    /// Run one statement without parameters (DDL) on one of the databases.
+    pub fn batch(&self, db: Db, sql: &str) {
+        let url = self.url(db);
+        off_runtime(|| {
+            connect(
+                &url,
+                Access::Write(mock_master::store::engine::Durability::Full),
+            )?
+            .batch(sql)
+        })
+        .unwrap();
+    }
+
+    /// The SQL dialect of one of the databases.
+    pub fn dialect(&self, db: Db) -> mock_master::store::engine::Dialect {
+        let url = self.url(db);
+        off_runtime(|| connect(&url, Access::Read).map(|c| c.dialect())).unwrap()
     }
 
     /// The primary's log as `(seq, lot, kind)`.

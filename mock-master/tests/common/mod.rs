@@ -99,7 +99,8 @@ pub async fn call(
 /// Wait until the replica has applied `seq`.
 pub async fn replicated(state: &AppState, seq: u64) {
     let mut applied = state.store.log_tail().watch_applied();
-    tokio::time::timeout(Duration::from_secs(5), applied.wait_for(|a| *a >= seq))
+    // Only a hang takes this long: a busy machine may be slow, never wrong.
+    tokio::time::timeout(Duration::from_secs(30), applied.wait_for(|a| *a >= seq))
         .await
         .expect("replica caught up in time")
         .unwrap();

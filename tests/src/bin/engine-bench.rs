@@ -64,8 +64,10 @@ fn place(engine: &str, dir: &std::path::Path, file: &str) -> anyhow::Result<Plac
             .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into()),
         other => anyhow::bail!("unknown engine {other:?}: sqlite, postgres or mariadb"),
     };
-    let db = ScratchDatabase::create(&server, "lotsync_bench")
-        .with_context(|| format!("creating a {engine} database on {server}"))?;
+    let db = ScratchDatabase::create(&server, "lotsync_bench").with_context(|| {
+        let server = mock_master::store::engine::url::redact(&server);
+        format!("creating a {engine} database on {server}")
+    })?;
     Ok(Place {
         url: db.url().clone(),
         _scratch: Some(db),

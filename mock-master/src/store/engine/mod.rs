@@ -13,7 +13,9 @@
 //!   quoted the same way as elsewhere.
 //! - [`url`]: [`DbUrl`], where a database lives.
 //! - [`scratch`]: throw-away databases on a server, for tests and benchmarks.
+//! - [`instance`]: private PostgreSQL and MariaDB servers a test may restart or crash.
 
+pub mod instance;
 pub mod mysql;
 pub mod postgres;
 pub mod scratch;

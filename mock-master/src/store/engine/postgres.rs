@@ -35,6 +35,10 @@ impl PgConn {
         if config.get_application_name().is_none() {
             config.application_name("lotsync-master");
         }
+        // "relation already exists, skipping" at every migration is not news.
+        if config.get_options().is_none() {
+            config.options("-c client_min_messages=warning");
+        }
         let mut client = config.connect(NoTls)?;
         if let Access::Write(_) = access {
             client.batch_execute("SET synchronous_commit TO on")?;

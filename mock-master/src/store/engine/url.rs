@@ -107,7 +107,8 @@ fn is_secret_param(name: &str) -> bool {
 
 /// `scheme://user:***@host/db?password=***`: the password of the user part and every
 /// secret-looking query parameter replaced, so the URL can go into logs and errors.
-fn redact(url: &str) -> String {
+/// Works on any `scheme://` text, also a server URL without a database.
+pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
