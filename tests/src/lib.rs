@@ -8,7 +8,12 @@
 //!   [`wait_converged`]).
 //! - [`sse`]: a raw Server-Sent Events reader; [`faults`]: the fault schedule.
 //! - `tests/`: end-to-end suites that need the SDK and the master together.
-//! - `src/bin/`: the benchmark program.
+//! - `src/bin/`: the benchmark programs, and the wall display's screenshots.
+//! - [`browser`]: a headless Chromium over WebDriver; [`fake_terminal`]: a terminal
+//!   server that plays whatever the wall display's tests ask of it.
+
+pub mod browser;
+pub mod fake_terminal;
 
 pub mod faults;
 pub mod sse;

@@ -178,6 +178,7 @@ async function loadSnapshot() {
   }
   state.cursor = body.seq;
   state.freshAt = Date.now();
+  view.tick(masterNow());
 }
 
 // ---- the notice stream ----

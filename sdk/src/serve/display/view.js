@@ -29,6 +29,17 @@ function setData(e, key, value) {
   if (e.dataset[key] !== v) e.dataset[key] = v;
 }
 
+/**
+ * Set the amount and tell CSS its width in ems (`--price-em`), so a long price
+ * shrinks to fit its box instead of being cut off.
+ */
+function setPrice(price, amount, text) {
+  if (amount.textContent === text) return;
+  amount.textContent = text;
+  // Bold digits are up to 0.7 em wide; the currency code after them about 1.3 em.
+  price.style.setProperty("--price-em", (text.length * 0.72 + 1.3).toFixed(2));
+}
+
 let flashColour = null;
 /** A short highlight behind a changed price (skipped when the screen asks for less motion). */
 function flash(e) {
@@ -41,7 +52,9 @@ function flash(e) {
 }
 
 function clockText(now) {
-  return new Date(now).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return new Date(now).toLocaleTimeString(undefined, {
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+  });
 }
 
 /** Whether the board shows a lot at master time `now`. */
@@ -177,7 +190,7 @@ export class Board {
   fill(tile, lot, prev) {
     setData(tile.root, "lotId", lot.id);
     setText(tile.title, lot.title);
-    setText(tile.amount, money(lot.current_price, lot.currency));
+    setPrice(tile.amount.parentElement, tile.amount, money(lot.current_price, lot.currency));
     setText(tile.code, lot.currency);
     setText(tile.nextBid, lot.status === "open" ? money(nextBid(lot), lot.currency) : "–");
     setText(tile.leader, lot.leading_bidder ?? "no bids yet");
@@ -282,7 +295,7 @@ export class Single {
     setText(this.lotId, `Lot ${lot.id}`);
     setText(this.title, lot.title);
     setText(this.attrs, describe(lot.attributes).join(" · "));
-    setText(this.amount, money(lot.current_price, lot.currency));
+    setPrice(this.price, this.amount, money(lot.current_price, lot.currency));
     setText(this.code, lot.currency);
     setText(this.nextBid, lot.status === "open" ? money(nextBid(lot), lot.currency) : "–");
     setText(this.leader, lot.leading_bidder ?? "no bids yet");
