@@ -123,15 +123,13 @@ impl Browser {
         args.push(format!("--window-size={width},{height}"));
         let http = reqwest::Client::builder().timeout(COMMAND).build()?;
         let root = format!("http://127.0.0.1:{port}");
-        let created: Value = command(
-            http.post(format!("{root}/session")).json(&json!({
-                "capabilities": {"alwaysMatch": {
-                    "browserName": "chrome",
-                    "goog:chromeOptions": {"binary": chromium, "args": args},
-                    "timeouts": {"script": 600_000, "pageLoad": 30_000},
-                }}
-            })),
-        )
+        let created: Value = command(http.post(format!("{root}/session")).json(&json!({
+            "capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {"binary": chromium, "args": args},
+                "timeouts": {"script": 600_000, "pageLoad": 30_000},
+            }}
+        })))
         .await
         .context("Chromium did not start")?;
         let id = created["sessionId"]

@@ -16,6 +16,8 @@ use lotsync_tests::browser::Browser;
 use lotsync_tests::fake_terminal::{FakeTerminal, lot};
 use serde_json::{Value, json};
 
+#[path = "browser_display/terminal_server.rs"]
+mod terminal_server;
 
 /// Generous: the machine is shared, and Chromium's first start is slow.
 const WAIT: Duration = Duration::from_secs(30);
@@ -81,7 +83,10 @@ async fn a_misbehaving_server_cannot_move_a_lot_back_in_time() {
         .execute("return document.getAnimations().length;", json!([]))
         .await
         .unwrap();
-    assert!(animations.as_u64().unwrap_or(0) >= 1, "no flash on a price change");
+    assert!(
+        animations.as_u64().unwrap_or(0) >= 1,
+        "no flash on a price change"
+    );
 
     // An older version, and a malformed one, are not; the lot after them is.
     fake.send(
@@ -150,7 +155,10 @@ async fn a_misbehaving_server_cannot_move_a_lot_back_in_time() {
         .await
         .unwrap();
     browser
-        .wait_for(r#"return !document.querySelector('[data-lot-id="b"]');"#, WAIT)
+        .wait_for(
+            r#"return !document.querySelector('[data-lot-id="b"]');"#,
+            WAIT,
+        )
         .await
         .unwrap();
     let page = browser
@@ -181,9 +189,7 @@ async fn countdowns_run_on_the_master_clock_and_a_lost_upstream_shows_a_banner()
         .unwrap();
     fake.wait_streams(1, WAIT).await.unwrap();
 
-    let heartbeat = |master_now: chrono::DateTime<Utc>, stale: bool| {
-        json!({"epoch": "e1", "head": 7, "at": master_now.to_rfc3339(), "stale": stale})
-    };
+    let heartbeat = |master_now: chrono::DateTime<Utc>, stale: bool| json!({"epoch": "e1", "head": 7, "at": master_now.to_rfc3339(), "stale": stale});
     fake.send(
         "heartbeat",
         None,
@@ -242,7 +248,10 @@ async fn countdowns_run_on_the_master_clock_and_a_lost_upstream_shows_a_banner()
         .unwrap();
     let banner = banner.as_str().unwrap();
     assert!(banner.contains("lost the auction master"), "{banner}");
-    assert!(banner.contains(" ago"), "the banner gives the data's age: {banner}");
+    assert!(
+        banner.contains(" ago"),
+        "the banner gives the data's age: {banner}"
+    );
     browser
         .wait_for(&shows("a", 8, "€10,000"), WAIT)
         .await
@@ -312,14 +321,32 @@ requestAnimationFrame(() => requestAnimationFrame(() => {
 fn floor() -> Value {
     let hour = chrono::Duration::hours(1);
     let mut lots = vec![
-        lot("lane-1", "2019 Volvo V70 D4 Momentum Edition", 11, 123_456_700, hour),
+        lot(
+            "lane-1",
+            "2019 Volvo V70 D4 Momentum Edition",
+            11,
+            123_456_700,
+            hour,
+        ),
         lot("lane-2", "2021 Porsche Macan S", 12, 9_876_543_200, hour),
-        lot("lane-3", "2018 Volkswagen Golf 1.5 TSI", 13, 1_000_000, chrono::Duration::seconds(40)),
+        lot(
+            "lane-3",
+            "2018 Volkswagen Golf 1.5 TSI",
+            13,
+            1_000_000,
+            chrono::Duration::seconds(40),
+        ),
         lot("lane-4", "2020 Toyota RAV4 Hybrid", 14, 2_450_000, hour),
         lot("lane-5", "2017 Skoda Superb 2.0 TDI", 15, 1_825_000, hour),
     ];
     for (i, status) in ["closed", "sold", "passed", "withdrawn"].iter().enumerate() {
-        let mut l = lot(&format!("lane-{}", 6 + i), "2016 Ford Focus", 16 + i as u64, 1_300_000, hour);
+        let mut l = lot(
+            &format!("lane-{}", 6 + i),
+            "2016 Ford Focus",
+            16 + i as u64,
+            1_300_000,
+            hour,
+        );
         l["status"] = json!(status);
         lots.push(l);
     }
@@ -331,11 +358,23 @@ async fn every_layout_fits_the_screen_with_readable_contrast() {
     let fake = FakeTerminal::start(floor()).await.unwrap();
     let mut browser = Browser::start(1280, 720).await.unwrap();
     let layouts = [
-        ("board", "return document.querySelectorAll('.tile[data-seq]').length === 9;"),
-        ("lot&lot=lane-2", r#"return document.querySelector('.single[data-lot-id="lane-2"]');"#),
+        (
+            "board",
+            "return document.querySelectorAll('.tile[data-seq]').length === 9;",
+        ),
+        (
+            "lot&lot=lane-2",
+            r#"return document.querySelector('.single[data-lot-id="lane-2"]');"#,
+        ),
         // Following: the open lot closing soonest.
-        ("lot", r#"return document.querySelector('.single[data-lot-id="lane-3"]');"#),
-        ("rotate&every=3", "return document.querySelector('.single[data-seq]');"),
+        (
+            "lot",
+            r#"return document.querySelector('.single[data-lot-id="lane-3"]');"#,
+        ),
+        (
+            "rotate&every=3",
+            "return document.querySelector('.single[data-seq]');",
+        ),
     ];
     for (layout, ready) in layouts {
         browser.viewport(1280, 720).await.unwrap();
@@ -352,18 +391,22 @@ async fn every_layout_fits_the_screen_with_readable_contrast() {
     }
     // Rotation moves on to another open lot by itself.
     let first = browser
-        .execute("return document.querySelector('.single').dataset.lotId;", json!([]))
+        .execute(
+            "return document.querySelector('.single').dataset.lotId;",
+            json!([]),
+        )
         .await
         .unwrap();
     let first = first.as_str().unwrap();
     browser
         .wait_for(
-            &format!(r#"const e = document.querySelector('.single[data-seq]');
-                return e && e.dataset.lotId !== "{first}";"#),
+            &format!(
+                r#"const e = document.querySelector('.single[data-seq]');
+                return e && e.dataset.lotId !== "{first}";"#
+            ),
             WAIT,
         )
         .await
         .unwrap();
     browser.close().await;
 }
-

@@ -67,8 +67,8 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     frame-ancestors 'none'";
 
 /// The routes of the wall display, with their state applied: `/display` and
-/// `/display/{asset}`.
-pub(crate) fn routes(access: Arc<Access>) -> Router {
+/// `/display/{asset}`. Generic over the state of the router it is merged into.
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>(access: Arc<Access>) -> Router<S> {
     Router::new()
         .route("/display", get(page))
         .route("/display/{asset}", get(asset))
@@ -157,7 +157,10 @@ fn authorise(kept: &[&str], cookie: &str) -> Response {
     h.insert(header::LOCATION, location);
     h.insert(header::SET_COOKIE, set_cookie);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }
 
@@ -183,8 +186,14 @@ fn html(status: StatusCode, body: String) -> Response {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -15,7 +15,7 @@ const TOKEN: &str = "wall-token-7f3a";
 async fn serve() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = routes(Arc::new(Access::new([
+    let app: Router = routes(Arc::new(Access::new([
         TOKEN.to_owned(),
         "other-token".to_owned(),
     ])));
@@ -31,7 +31,10 @@ fn http() -> reqwest::Client {
 }
 
 fn text(headers: &HeaderMap, name: header::HeaderName) -> &str {
-    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 #[tokio::test]
@@ -61,7 +64,10 @@ async fn a_valid_token_becomes_a_cookie_and_leaves_the_url() {
     // The cookie opens the page, with its security headers.
     let page = http()
         .get(format!("{url}/display?layout=lot&lot=r1-02"))
-        .header(header::COOKIE, format!("theme=dark; lotsync_display={value}"))
+        .header(
+            header::COOKIE,
+            format!("theme=dark; lotsync_display={value}"),
+        )
         .send()
         .await
         .unwrap();
@@ -93,12 +99,24 @@ async fn without_valid_credentials_the_page_is_a_refusal_without_scripts() {
     let url = serve().await;
     let cases = [
         ("/display".to_owned(), None, "not been authorised"),
-        ("/display?layout=board".to_owned(), Some("lotsync_display=forged"), "not been authorised"),
+        (
+            "/display?layout=board".to_owned(),
+            Some("lotsync_display=forged"),
+            "not been authorised",
+        ),
         (format!("/display?token={TOKEN}x"), None, "not valid"),
         ("/display?token=".to_owned(), None, "not valid"),
-        (format!("/display?token={TOKEN}&token={TOKEN}"), None, "not valid"),
+        (
+            format!("/display?token={TOKEN}&token={TOKEN}"),
+            None,
+            "not valid",
+        ),
         ("/display?token=%zz".to_owned(), None, "not valid"),
-        (format!("/display?token={}", "a".repeat(600)), None, "not valid"),
+        (
+            format!("/display?token={}", "a".repeat(600)),
+            None,
+            "not valid",
+        ),
     ];
     for (path, cookie, expected) in cases {
         let mut request = http().get(format!("{url}{path}"));
@@ -112,7 +130,10 @@ async fn without_valid_credentials_the_page_is_a_refusal_without_scripts() {
         let body = answer.text().await.unwrap();
         assert!(body.contains(expected), "{path}: {body}");
         assert!(!body.contains("<script"), "{path}");
-        assert!(!body.contains(TOKEN), "{path}: the refusal must not echo a token");
+        assert!(
+            !body.contains(TOKEN),
+            "{path}: the refusal must not echo a token"
+        );
     }
 }
 
