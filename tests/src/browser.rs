@@ -39,6 +39,10 @@ const CHROMIUM_ARGS: &[&str] = &[
     "--disable-sync",
     "--disable-dev-shm-usage",
     "--disable-extensions",
+    // Pages in several browsers at once (the benchmark): none is throttled as hidden.
+    "--disable-background-timer-throttling",
+    "--disable-backgrounding-occluded-windows",
+    "--disable-renderer-backgrounding",
     "--hide-scrollbars",
     "--force-device-scale-factor=1",
     "--lang=en-US",
