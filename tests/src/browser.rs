@@ -131,6 +131,7 @@ impl Browser {
             "capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
                 "goog:chromeOptions": {"binary": chromium, "args": args},
+                "goog:loggingPrefs": {"browser": "ALL"},
                 "timeouts": {"script": 600_000, "pageLoad": 30_000},
             }}
         })))
@@ -224,6 +225,20 @@ impl Browser {
             Some(v) => Ok(v.clone()),
             None => bail!("timed out after {timeout:?} waiting for: {predicate}"),
         }
+    }
+
+    /// Console messages and page errors since the last call, as `(level, message)`
+    /// (levels: `SEVERE` for errors and blocked resources, `WARNING`, `INFO`).
+    pub async fn console(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let v = self.post("se/log", json!({"type": "browser"})).await?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|entry| {
+                let text = |k: &str| entry[k].as_str().unwrap_or_default().to_owned();
+                (text("level"), text("message"))
+            })
+            .collect())
     }
 
     /// A PNG of the page area.

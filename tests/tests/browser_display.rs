@@ -389,6 +389,52 @@ async fn every_layout_fits_the_screen_with_readable_contrast() {
             assert_eq!(problems, json!([]), "layout {layout} at {w}x{h}");
         }
     }
+    // The page's arithmetic and input checks, in the browser's own JavaScript.
+    let rules = browser
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+            import("/display/format.js").then((f) => {
+              const lot = (o) => Object.assign({id: "a", title: "t", currency: "EUR",
+                starting_price: 100, increment: 5, current_price: 100, bid_count: 0,
+                leading_bidder: null, status: "open", starts_at: "2026-01-01T10:00:00Z",
+                ends_at: "2026-01-01T11:00:00Z", updated_at: "2026-01-01T10:00:00Z",
+                seq: 1, recent_bids: []}, o);
+              done([
+                f.money(123456789, "EUR"), f.money(1250, "EUR"), f.money(100000, "JPY"),
+                f.money(900719925474099, "EUR"),
+                f.nextBid(lot({})), f.nextBid(lot({bid_count: 2, current_price: 150})),
+                f.countdown(3723000), f.countdown(59001), f.countdown(-5),
+                f.checkLot(lot({})) !== null,
+                f.checkLot(lot({current_price: 1.5})), f.checkLot(lot({id: "a b"})),
+                f.checkLot(lot({status: "lost"})), f.checkLot(lot({seq: -1})),
+                f.checkLot(lot({ends_at: "soon"})), f.checkLot(lot({currency: "eur"})),
+              ]);
+            });"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rules,
+        json!([
+            "€1,234,567.89",
+            "€12.50",
+            "¥100,000",
+            "€9,007,199,254,740.99",
+            100,
+            155,
+            "1:02:03",
+            "1:00",
+            "0:00",
+            true,
+            null,
+            null,
+            null,
+            null,
+            null,
+            null
+        ])
+    );
+
     // Rotation moves on to another open lot by itself.
     let first = browser
         .execute(

@@ -159,6 +159,15 @@ async fn the_board_follows_the_master_through_a_terminal_server() {
         .await
         .unwrap();
     assert!(status.as_str().unwrap().contains("PASSED"), "{status}");
+    // Under the terminal server's Content-Security-Policy: no violation, no error.
+    let errors: Vec<_> = browser
+        .console()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(level, message)| level == "SEVERE" || message.contains("Content Security"))
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
     browser.close().await;
     hall.stop().await;
     master.shutdown().await;
