@@ -2,9 +2,10 @@
 //!
 //! Against a fake terminal server that misbehaves on request: versions never go
 //! back, a reset or a new epoch reloads the snapshot without blanking, countdowns run
-//! on the master's clock, a lost upstream shows a banner, and every layout fits the
-//! screen from 1280×720 to 3840×2160 with readable contrast. Against the real
-//! terminal server (`terminal_server.rs`, below): see that module.
+//! on the master's clock, a lost upstream shows a banner, every layout fits the screen
+//! from 1280×720 to 3840×2160 with readable contrast, settled lots leave the board,
+//! money is formatted exactly. Against the real terminal server: see
+//! `browser_display/terminal_server.rs`.
 //!
 //! Every wait is on a DOM condition (a MutationObserver in the page), never a sleep.
 //! These tests fail when no browser can be started.
@@ -389,7 +390,76 @@ async fn every_layout_fits_the_screen_with_readable_contrast() {
             assert_eq!(problems, json!([]), "layout {layout} at {w}x{h}");
         }
     }
-    // The page's arithmetic and input checks, in the browser's own JavaScript.
+    // Rotation moves on to another open lot by itself.
+    let first = browser
+        .execute(
+            "return document.querySelector('.single').dataset.lotId;",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    let first = first.as_str().unwrap();
+    browser
+        .wait_for(
+            &format!(
+                r#"const e = document.querySelector('.single[data-seq]');
+                return e && e.dataset.lotId !== "{first}";"#
+            ),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn settled_lots_leave_the_board_on_the_master_clock() {
+    let fake = FakeTerminal::start(floor()).await.unwrap();
+    let browser = Browser::start(1280, 720).await.unwrap();
+    browser
+        .goto(&format!("{}/display", fake.url()))
+        .await
+        .unwrap();
+    browser
+        .wait_for(
+            r#"return document.body.dataset.connection === "live"
+                && document.querySelectorAll('.tile[data-seq]').length === 9;"#,
+            WAIT,
+        )
+        .await
+        .unwrap();
+    // Settled and withdrawn lots leave the board 30 s after they settled; the closed
+    // one (not settled yet) and the open ones stay. The master's clock moves on:
+    let later = Utc::now() + chrono::Duration::seconds(45);
+    fake.send(
+        "heartbeat",
+        None,
+        &json!({"epoch": "e1", "head": 30, "at": later.to_rfc3339()}),
+    );
+    let left = browser
+        .wait_for(
+            r#"const ids = [...document.querySelectorAll('.tile[data-seq]')].map((t) => t.dataset.lotId);
+            return ids.length === 6 && ids;"#,
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        left,
+        json!(["lane-1", "lane-2", "lane-3", "lane-4", "lane-5", "lane-6"])
+    );
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn money_countdowns_and_lot_checks_in_the_browser() {
+    let fake = FakeTerminal::start(floor()).await.unwrap();
+    let browser = Browser::start(1280, 720).await.unwrap();
+    browser
+        .goto(&format!("{}/display", fake.url()))
+        .await
+        .unwrap();
+    // The page's own module, in the browser's JavaScript engine.
     let rules = browser
         .execute_async(
             r#"const done = arguments[arguments.length - 1];
@@ -435,24 +505,5 @@ async fn every_layout_fits_the_screen_with_readable_contrast() {
         ])
     );
 
-    // Rotation moves on to another open lot by itself.
-    let first = browser
-        .execute(
-            "return document.querySelector('.single').dataset.lotId;",
-            json!([]),
-        )
-        .await
-        .unwrap();
-    let first = first.as_str().unwrap();
-    browser
-        .wait_for(
-            &format!(
-                r#"const e = document.querySelector('.single[data-seq]');
-                return e && e.dataset.lotId !== "{first}";"#
-            ),
-            WAIT,
-        )
-        .await
-        .unwrap();
     browser.close().await;
 }
