@@ -12,9 +12,9 @@
 // reset, a new epoch or a gap in the sequence reloads the snapshot while the old data
 // stays on screen. Countdowns run on the master's clock (offset from heartbeats' `at`).
 //
-// For benchmarks: window.lotsyncApplied maps a sequence number to the time the page
-// applied that version to the DOM (performance.timeOrigin + performance.now(), ms since
-// the Unix epoch); it keeps the newest STAMPS entries.
+// For benchmarks: window.lotsyncApplied maps a sequence number (of the current epoch)
+// to the time the page applied that version to the DOM (performance.timeOrigin +
+// performance.now(), ms since the Unix epoch); it keeps the newest STAMPS entries.
 
 import { age, checkLot, lotIdParam } from "./format.js";
 import { Board, LINGER_MS, Single, follow, openLots } from "./view.js";
@@ -172,6 +172,9 @@ async function loadSnapshot() {
     }
     state.epoch = body.epoch;
     view.replaced();
+    // Stamps are keyed by sequence numbers, which restart with a new history.
+    window.lotsyncApplied = {};
+    stampKeys.length = 0;
     for (const lot of fresh.values()) stamp(lot.seq);
   } else {
     for (const raw of body.lots.slice(0, MAX_LOTS)) apply(raw);
