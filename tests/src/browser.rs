@@ -153,11 +153,9 @@ impl Browser {
     /// Make the page area exactly `width`×`height` CSS pixels at scale 1 (device
     /// metrics emulation: the headless window itself cannot outgrow its screen).
     pub async fn viewport(&mut self, width: u32, height: u32) -> anyhow::Result<()> {
-        self.post(
-            "goog/cdp/execute",
-            json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": {
-                "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false,
-            }}),
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
         )
         .await?;
         let inner = self
@@ -167,6 +165,12 @@ impl Browser {
             bail!("asked for a {width}x{height} viewport, got {inner}");
         }
         Ok(())
+    }
+
+    /// Send a Chrome DevTools Protocol command to the page.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> anyhow::Result<Value> {
+        self.post("goog/cdp/execute", json!({"cmd": cmd, "params": params}))
+            .await
     }
 
     /// Load `url` and wait for the page's load event.

@@ -79,9 +79,9 @@ async fn main() -> anyhow::Result<()> {
             .wait_for(ready, READY)
             .await
             .with_context(|| format!("layout {query} never filled"))?;
-        // A moment without a price flash (the countdowns re-check it every tick).
+        // A moment without a price highlight.
         browser
-            .wait_for("return document.getAnimations().length === 0;", READY)
+            .wait_for("return !document.querySelector('.flash');", READY)
             .await?;
         let png = browser.screenshot().await?;
         let path = args.out.join(file);

@@ -40,15 +40,18 @@ function setPrice(price, amount, text) {
   price.style.setProperty("--price-em", (text.length * 0.72 + 1.3).toFixed(2));
 }
 
-let flashColour = null;
-/** A short highlight behind a changed price (skipped when the screen asks for less motion). */
+/** How long a changed price stays highlighted. */
+const FLASH_MS = 1200;
+const flashTimers = new WeakMap();
+
+/**
+ * Highlight a changed price for a moment. On, then off: two repaints, where a fading
+ * animation would repaint every frame (costly on kiosk hardware rendering in software).
+ */
 function flash(e) {
-  if (matchMedia("(prefers-reduced-motion: reduce)").matches) return;
-  flashColour ??= getComputedStyle(document.documentElement).getPropertyValue("--flash").trim();
-  e.animate([{ backgroundColor: flashColour }, { backgroundColor: "transparent" }], {
-    duration: 1500,
-    easing: "ease-out",
-  });
+  clearTimeout(flashTimers.get(e));
+  e.classList.add("flash");
+  flashTimers.set(e, setTimeout(() => e.classList.remove("flash"), FLASH_MS));
 }
 
 function clockText(now) {
