@@ -219,12 +219,14 @@ impl Browser {
             timer = setTimeout(() => finish({{timeout: true}}), arguments[0]);"#
         );
         let ms = timeout.as_millis() as u64;
-        let answer = tokio::time::timeout(
-            timeout + Duration::from_secs(10),
-            self.post("execute/async", json!({"script": script, "args": [ms]})),
-        )
-        .await
-        .map_err(|_| anyhow!("the browser did not answer while waiting for: {predicate}"))??;
+        let request = self
+            .http
+            .post(format!("{}/execute/async", self.session))
+            .timeout(timeout + Duration::from_secs(10))
+            .json(&json!({"script": script, "args": [ms]}));
+        let answer = command(request)
+            .await
+            .with_context(|| format!("waiting for: {predicate}"))?;
         match answer.get("ok") {
             Some(v) => Ok(v.clone()),
             None => bail!("timed out after {timeout:?} waiting for: {predicate}"),
