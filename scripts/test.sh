@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh machine: brings up what the tests need
-# (tmux for the terminal UI's end-to-end test, two memcached servers for the cache
-# tier, PostgreSQL and MariaDB for the store's engine tests), fuzzes the master's API,
+# (tmux for the terminal UI's end-to-end test, Chromium and its WebDriver for the wall
+# display's browser tests, two memcached servers for the cache tier, PostgreSQL and
+# MariaDB for the store's engine tests), fuzzes the master's API,
 # runs the benchmark's smoke version, then the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 command -v memcached >/dev/null 2>&1 || need_apt+=(memcached)
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
 [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)

@@ -9,7 +9,14 @@
 //! - [`sse`]: a raw Server-Sent Events reader; [`faults`]: the fault schedule.
 //! - [`outage`]: bidders and a health watcher for database outages.
 //! - `tests/`: end-to-end suites that need the SDK and the master together.
-//! - `src/bin/`: the benchmark program.
+//! - `src/bin/`: the benchmark programs, and the wall display's screenshots.
+//! - [`browser`]: a headless Chromium over WebDriver; [`fake_terminal`]: a terminal
+//!   server that plays whatever the wall display's tests ask of it; [`hall`]: a real
+//!   terminal server in this process, for the display's tests, shots and benchmark.
+
+pub mod browser;
+pub mod fake_terminal;
+pub mod hall;
 
 pub mod faults;
 pub mod outage;

@@ -25,11 +25,13 @@
 //! - `stream`: the notice stream (resume, reset, heartbeats, inline lots).
 //! - `limits`: connection, stream and request bounds, and the accept loop.
 //! - `access`: display tokens and the browser cookie.
+//! - `display`: the browser wall display (`/display`) and its built-in assets.
 //! - `relay`: the terminal server: [`TerminalServer`], its source and bid forwarding.
 //! - [`openapi`]: the OpenAPI documents of the master and of a terminal server.
 //! - `error`, `metrics`: [`ApiError`] and [`ServeMetrics`].
 
 mod access;
+mod display;
 mod error;
 mod fetch;
 mod limits;

@@ -143,7 +143,7 @@ impl TerminalServerBuilder {
             .build()?;
         let relay = Arc::new(Relay::new(
             self.ring,
-            Access::new(self.display_tokens),
+            Arc::new(Access::new(self.display_tokens)),
             self.limits,
             self.heartbeat,
             self.fetch_wait,
@@ -227,13 +227,14 @@ impl TerminalServer {
     }
 
     /// The router: the terminal routes, bids forwarded upstream, `/healthz`, `/metrics`,
-    /// `/openapi.json`.
+    /// `/openapi.json`, and the wall display (`/display`).
     pub fn router(&self) -> Router {
         let routes = crate::serve::terminal_routes::<RelaySource>()
             .route("/v1/lots/{id}/bids", post(bids::forward_bid))
             .route("/healthz", get(healthz))
             .route("/metrics", get(metrics))
-            .route("/openapi.json", get(openapi));
+            .route("/openapi.json", get(openapi))
+            .merge(crate::serve::display::routes(self.source.0.access.clone()));
         crate::serve::finish(routes, self.source.clone())
     }
 

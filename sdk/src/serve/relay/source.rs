@@ -43,7 +43,8 @@ pub(crate) struct Relay {
     pub state: OnceLock<watch::Receiver<ConnectionState>>,
     /// The client's counters, for `/metrics`.
     pub client_metrics: OnceLock<Arc<crate::metrics::Metrics>>,
-    pub access: Access,
+    /// Shared with the wall display's routes, which trade a token for a cookie.
+    pub access: Arc<Access>,
     pub metrics: Arc<ServeMetrics>,
     pub shutdown: CancellationToken,
     pub limits: Limits,
@@ -63,7 +64,7 @@ impl Relay {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         capacity: usize,
-        access: Access,
+        access: Arc<Access>,
         limits: Limits,
         heartbeat: Duration,
         fetch_wait: Duration,
