@@ -96,6 +96,19 @@ struct Cli {
     /// HOST:PORT, comma-separated or repeated. A server that is down is skipped.
     #[arg(long, value_delimiter = ',', value_name = "HOST:PORT")]
     memcached: Vec<String>,
+    /// Also run a terminal server following this master on ADDR, with the browser wall
+    /// display at /display, and print the display's address (the demo's hall).
+    #[arg(long, value_name = "ADDR")]
+    wall: Option<SocketAddr>,
+    /// The display token of --wall [default: a one-off token, printed in the display's
+    /// address].
+    #[arg(
+        long,
+        requires = "wall",
+        env = "LOTSYNC_WALL_TOKEN",
+        hide_env_values = true
+    )]
+    wall_token: Option<String>,
     /// Play this scenario file (TOML: lots, bids, status changes and faults at given
     /// times; format in the mock_master::scenario docs and mock-master/scenarios/).
     /// --seed overrides the file's seed.
@@ -264,6 +277,10 @@ async fn main() -> anyhow::Result<()> {
     out.flush()?;
     drop(out);
     tracing::info!(%addr, config = ?config, "starting");
+    let wall = match cli.wall {
+        Some(wall) => Some(start_wall(&cli, wall, addr, &config.terminal_token).await?),
+        None => None,
+    };
     match scenario {
         Some(scenario) => {
             mock_master::scenario::run(config, listener, shutdown_signal(), scenario).await
@@ -271,6 +288,50 @@ async fn main() -> anyhow::Result<()> {
         None => mock_master::run(config, listener, shutdown_signal()).await,
     }
     .context("the master failed")?;
+    if let Some(wall) = wall {
+        wall.shutdown().await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `--wall`: a terminal server in this process, following the master at `master`, with
+/// the browser wall display. Prints the display's address.
+async fn start_wall(
+    cli: &Cli,
+    wall: SocketAddr,
+    master: SocketAddr,
+    terminal_token: &str,
+) -> anyhow::Result<lotsync::serve::TerminalServer> {
+    let given = cli.wall_token.clone();
+    let token = given
+        .clone()
+        .unwrap_or_else(mock_master::config::random_token);
+    let server = lotsync::serve::TerminalServer::builder(format!("http://{master}"))
+        .token(terminal_token)
+        .display_token(&token)
+        .start()
+        .context("cannot start the wall's terminal server")?;
+    let listener = tokio::net::TcpListener::bind(wall)
+        .await
+        .with_context(|| format!("cannot listen on {wall} for the wall display"))?;
+    let bound = listener.local_addr()?;
+    let mut out = std::io::stdout().lock();
+    match given {
+        // A token the user chose stays theirs: not printed.
+        Some(_) => writeln!(
+            out,
+            "wall display: http://{bound}/display?token=<--wall-token>"
+        )?,
+        // A one-off token made for this run is the way in: the address carries it.
+        None => writeln!(out, "wall display: http://{bound}/display?token={token}")?,
+    }
+    out.flush()?;
+    let serving = server.clone();
+    tokio::spawn(async move {
+        if let Err(error) = serving.serve(listener, shutdown_signal()).await {
+            tracing::error!(%error, "the wall display stopped");
+        }
+    });
+    Ok(server)
 }
