@@ -79,6 +79,37 @@ pub fn connect(master: &Master) -> anyhow::Result<lotsync::Client> {
         .build()?)
 }
 
+/// Run the test `test` of the current test binary as a child process with `env`, and
+/// return it with the URL it prints on a `listening on URL` line. The child is a test
+/// function that does nothing unless its environment is set (so it can be killed with
+/// SIGKILL, which an in-process server cannot). Its stdout keeps being drained.
+pub fn spawn_test_child(test: &str, env: &[(&str, &str)]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the child printed its address")
+            .unwrap();
+        // libtest may print "test NAME ... " on the same line first.
+        if let Some(at) = line.find("listening on ") {
+            break line[at + "listening on ".len()..].trim().to_owned();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
 /// A terminal server running in-process on a free port of 127.0.0.1.
 pub struct RunningTerminalServer {
     /// The server (its client, position).

@@ -15,12 +15,12 @@
 //! settings in environment variables: no guessing where cargo put another binary.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use lotsync::protocol::{Bid, ChangesResponse, Lot, LotsResponse, OpKind, ReplicationStatus};
-use lotsync_tests::{differences, lot_input};
+use lotsync_tests::{differences, lot_input, spawn_test_child};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -80,34 +80,8 @@ fn master_child() {
 
 /// Start the master child on `dir`, listening on `listen`; returns it and its URL.
 fn spawn_master(dir: &std::path::Path, listen: &str) -> (Child, String) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "master_child",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(ENV_DIR, dir)
-        .env(ENV_LISTEN, listen)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("the child printed its address")
-            .unwrap();
-        // libtest may print "test master_child ... " on the same line first.
-        if let Some(at) = line.find("listening on ") {
-            break line[at + "listening on ".len()..].trim().to_owned();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, url)
+    let dir = dir.to_str().expect("a UTF-8 temp dir");
+    spawn_test_child("master_child", &[(ENV_DIR, dir), (ENV_LISTEN, listen)])
 }
 
 async fn get<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) -> T {

@@ -4,8 +4,8 @@
 //! by its clients; bids through it are placed once; ten clients behind it cost the
 //! master the fetches of one.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -181,33 +181,14 @@ fn terminal_server_child() {
 }
 
 fn spawn_terminal_server(upstream: &str, token: &str, listen: &str) -> (Child, String) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "terminal_server_child",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(ENV_UPSTREAM, upstream)
-        .env(ENV_TOKEN, token)
-        .env(ENV_LISTEN, listen)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("the child printed its address")
-            .unwrap();
-        if let Some(at) = line.find("listening on ") {
-            break line[at + "listening on ".len()..].trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, url)
+    spawn_test_child(
+        "terminal_server_child",
+        &[
+            (ENV_UPSTREAM, upstream),
+            (ENV_TOKEN, token),
+            (ENV_LISTEN, listen),
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

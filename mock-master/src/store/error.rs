@@ -6,7 +6,7 @@ use lotsync::protocol::{FieldError, LotStatus, Money};
 use super::health::Part;
 
 /// Wire code of a write or read refused because a database is unreachable (503).
-pub const STORE_UNAVAILABLE: &str = "store_unavailable";
+pub const STORE_UNAVAILABLE: &str = lotsync::protocol::codes::STORE_UNAVAILABLE;
 
 /// Seconds a client is asked to wait (Retry-After) when the store is unavailable or
 /// busy: about the longest a reconnecting connection waits between attempts.

@@ -68,6 +68,9 @@ pub mod codes {
     /// 503: the server is at its limit of connections, streams or requests (see
     /// Retry-After).
     pub const OVERLOADED: &str = "overloaded";
+    /// 503: a database of the master cannot be reached; nothing was written (see
+    /// Retry-After; a bid may be retried with the same idempotency key).
+    pub const STORE_UNAVAILABLE: &str = "store_unavailable";
     /// 503: a terminal server has no synchronised mirror yet (see Retry-After).
     pub const NOT_SYNCED: &str = "not_synced";
     /// 502: a terminal server could not reach its upstream to forward a request.

@@ -200,3 +200,19 @@ pub async fn shutdown_signal() {
         _ = term => {}
     }
 }
+
+/// Set up logs on stderr for a server binary: `RUST_LOG` (default `info`), colours only
+/// on a terminal, one JSON object per line when `json`.
+pub fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+}

@@ -52,7 +52,7 @@ use axum::routing::get;
 pub use access::{Access, DISPLAY_COOKIE, Secret, bearer};
 pub use error::ApiError;
 pub use fetch::{MAX_BATCH_IDS, etag};
-pub use limits::{Limits, limit_requests, serve, shutdown_signal};
+pub use limits::{Limits, init_logs, limit_requests, serve, shutdown_signal};
 pub use log::NoticeLog;
 pub use metrics::ServeMetrics;
 pub use relay::{TerminalServer, TerminalServerBuilder};
