@@ -25,7 +25,8 @@
 //! - [`protocol`]: wire types shared with the master, and input validation.
 //! - `options`: [`ClientBuilder`] and the defaults of every tunable.
 //! - `client`: the [`Client`] handle.
-//! - `sync`: the task owning the notice stream: snapshot, cursor, gaps, resync, reconnect.
+//! - `sync`: the task owning the notice stream: snapshot, cursor, gaps, resync, reconnect;
+//!   `observer`: what it tells a relay.
 //! - `fetcher`: coalesced, batched fetches of dirty lots with retry.
 //! - `mirror`: the version-checked store of lots ([`Mirror`]).
 //! - `fanout`: bounded per-display queues ([`Subscription`], [`Update`]).
@@ -48,6 +49,7 @@ mod fanout;
 mod fetcher;
 mod metrics;
 mod mirror;
+mod observer;
 mod options;
 pub mod protocol;
 #[cfg(feature = "server")]

@@ -50,7 +50,7 @@ pub(crate) struct Options {
     /// Ask for notices that carry their lot (`?lots=inline`), so no fetch is needed.
     pub inline_lots: bool,
     /// Told of every notice, resync and heartbeat (a terminal server's relay).
-    pub observer: Option<std::sync::Arc<dyn crate::sync::SyncObserver>>,
+    pub observer: Option<std::sync::Arc<dyn crate::observer::SyncObserver>>,
 }
 
 impl Default for Options {
@@ -332,7 +332,7 @@ impl ClientBuilder {
     #[cfg(feature = "server")]
     pub(crate) fn observer(
         mut self,
-        observer: std::sync::Arc<dyn crate::sync::SyncObserver>,
+        observer: std::sync::Arc<dyn crate::observer::SyncObserver>,
     ) -> Self {
         self.options.observer = Some(observer);
         self

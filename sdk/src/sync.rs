@@ -41,16 +41,6 @@ const MAX_RESYNCS_PER_CATCH_UP: u32 = 3;
 /// Before the master has announced its heartbeat interval.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Told what the sync task sees, in order: a terminal server relays it downstream.
-pub(crate) trait SyncObserver: Send + Sync {
-    /// The mirror was loaded from a snapshot of `epoch` consistent as of `seq`.
-    fn resynced(&self, epoch: &str, seq: Seq);
-    /// The cursor accepted this notice (the next in sequence).
-    fn noticed(&self, notice: Notice);
-    /// A heartbeat of the current epoch arrived.
-    fn heartbeat(&self, heartbeat: &Heartbeat);
-}
-
 /// Why a stream connection ended.
 #[derive(Debug)]
 enum Ended {

@@ -21,10 +21,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::mirror::Mirror;
+use crate::observer::SyncObserver;
 use crate::protocol::{Heartbeat, Notice, Seq, codes};
 use crate::serve::{Access, ApiError, Limits, LotsRead, NoticeLog, ServeMetrics, Source};
 use crate::state::ConnectionState;
-use crate::sync::SyncObserver;
 
 /// Notices relayed but not yet in the ring (their lots are being fetched).
 #[derive(Default)]
