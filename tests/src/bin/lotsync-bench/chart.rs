@@ -1,6 +1,7 @@
-//! The PNG chart: latency percentiles of notify-then-fetch against polling, and
-//! latency against fan-out. Rendered with plotters' bitmap backend and an embedded
-//! DejaVu Sans, so it needs no system fonts.
+//! The PNG chart: latency percentiles of notify-then-fetch against polling, latency
+//! against fan-out, and the designs side by side (through a terminal server, nchan) at
+//! the busy rate and under bursts. Rendered with plotters' bitmap backend and an
+//! embedded DejaVu Sans, so it needs no system fonts.
 
 use std::path::Path;
 
@@ -8,6 +9,7 @@ use anyhow::anyhow;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
+use crate::peers::{Design, PeerSet};
 use crate::scenarios::Results;
 
 /// DejaVu Sans (see tests/assets/README.md for its licence).
@@ -31,11 +33,24 @@ fn y_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
 /// Draw `results` into a PNG at `path`.
 pub fn draw(results: &Results, path: &Path) -> anyhow::Result<()> {
     font()?;
-    let root = BitMapBackend::new(path, (1400, 600)).into_drawing_area();
+    let root = BitMapBackend::new(path, (1400, 1200)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
-    let (left, right) = root.split_horizontally(700);
-    percentiles(results, &left).map_err(|e| anyhow!("chart: {e}"))?;
+    let (top, bottom) = root.split_vertically(600);
+    let (left, right) = top.split_horizontally(700);
+    if results.plan.core {
+        percentiles(results, &left).map_err(|e| anyhow!("chart: {e}"))?;
+    }
     fanout(results, &right).map_err(|e| anyhow!("chart: {e}"))?;
+    let (left, right) = bottom.split_horizontally(700);
+    let sets = [
+        (&results.servers.busy, &left),
+        (&results.servers.bursts, &right),
+    ];
+    for (set, area) in sets {
+        if let Some(set) = set {
+            designs(set, area).map_err(|e| anyhow!("chart: {e}"))?;
+        }
+    }
     root.present()
         .map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
     Ok(())
@@ -43,6 +58,33 @@ pub fn draw(results: &Results, path: &Path) -> anyhow::Result<()> {
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 type DrawResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// Colour of each design in the side-by-side panels.
+fn colour(design: Design) -> RGBColor {
+    match design {
+        Design::Direct => BLUE,
+        Design::Relay => GREEN,
+        Design::Nchan => RGBColor(230, 120, 0),
+        Design::NchanQuickAck => MAGENTA,
+        Design::Poll1s => RED,
+    }
+}
+
+fn designs(set: &PeerSet, area: &Area) -> DrawResult {
+    let series: Vec<(String, [f64; 5], RGBColor)> = set
+        .designs
+        .iter()
+        .map(|d| {
+            let name = d.design.label().to_owned();
+            (name, d.stats.per_subscriber.points(), colour(d.design))
+        })
+        .collect();
+    let caption = format!(
+        "Side by side ({}), {} subscribers, {:.0} bids/s",
+        set.load, set.subscribers, set.bid_rate
+    );
+    lines(area, &caption, &series)
+}
 
 fn percentiles(r: &Results, area: &Area) -> DrawResult {
     let series = [
@@ -64,11 +106,20 @@ fn percentiles(r: &Results, area: &Area) -> DrawResult {
         ("polling 1 s", r.busy.poll_1000.per_subscriber.points(), RED),
         ("loopback floor (HTTP GET)", r.floor.points(), BLACK),
     ];
-    let range = y_range(series.iter().flat_map(|(_, p, _)| p.iter().copied()));
     let caption = format!(
         "Commit to mirror, {} subscribers, {} bids/s",
         r.plan.subscribers, r.plan.busy_rate
     );
+    let series: Vec<(String, [f64; 5], RGBColor)> = series
+        .into_iter()
+        .map(|(name, points, colour)| (name.to_owned(), points, colour))
+        .collect();
+    lines(area, &caption, &series)
+}
+
+/// Percentile lines (p50 to max) of each series, on a logarithmic axis.
+fn lines(area: &Area, caption: &str, series: &[(String, [f64; 5], RGBColor)]) -> DrawResult {
+    let range = y_range(series.iter().flat_map(|(_, p, _)| p.iter().copied()));
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 22))
         .margin(15)
@@ -90,6 +141,7 @@ fn percentiles(r: &Results, area: &Area) -> DrawResult {
         .label_style(("sans-serif", 14))
         .draw()?;
     for (name, points, color) in series {
+        let color = *color;
         let data: Vec<(f64, f64)> = points
             .iter()
             .enumerate()
@@ -97,7 +149,7 @@ fn percentiles(r: &Results, area: &Area) -> DrawResult {
             .collect();
         chart
             .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))?
-            .label(name)
+            .label(name.as_str())
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
@@ -106,7 +158,7 @@ fn percentiles(r: &Results, area: &Area) -> DrawResult {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
-        .label_font(("sans-serif", 14))
+        .label_font(("sans-serif", 13))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()?;
@@ -120,32 +172,42 @@ fn fanout(r: &Results, area: &Area) -> DrawResult {
             .map(|p| (p.subscribers as f64, f(p).max(FLOOR_MS)))
             .collect()
     };
-    let series = [
+    let mut series = vec![
         (
-            "per subscriber p50",
+            "per subscriber p50".to_owned(),
             points(&|p| p.stats.per_subscriber.p50),
             BLUE,
         ),
         (
-            "per subscriber p99",
+            "per subscriber p99".to_owned(),
             points(&|p| p.stats.per_subscriber.p99),
-            GREEN,
+            CYAN,
         ),
         (
-            "all subscribers p99",
+            "all subscribers p99".to_owned(),
             points(&|p| p.stats.all_subscribers.p99),
             RED,
         ),
     ];
+    // The wide side-by-side runs at the fan-out rate: its all-subscribers p99 as points.
+    if let Some(wide) = &r.servers.wide {
+        for d in &wide.designs {
+            let at = (f64::from(wide.subscribers), d.stats.all_subscribers.p99);
+            let name = match d.design {
+                Design::Relay => "all subscribers p99, through a terminal server".to_owned(),
+                other => format!("all subscribers p99, {}", other.label()),
+            };
+            series.push((name, vec![(at.0, at.1.max(FLOOR_MS))], colour(d.design)));
+        }
+    }
     let range = y_range(
         series
             .iter()
             .flat_map(|(_, p, _)| p.iter().map(|(_, y)| *y)),
     );
-    let most = r
-        .fanout
+    let most = series
         .iter()
-        .map(|p| p.subscribers)
+        .flat_map(|(_, p, _)| p.iter().map(|(x, _)| *x as u32))
         .max()
         .unwrap_or(1)
         .max(2) as f64;
@@ -166,15 +228,15 @@ fn fanout(r: &Results, area: &Area) -> DrawResult {
     for (name, data, color) in series {
         chart
             .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))?
-            .label(name)
+            .label(name.as_str())
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
-        chart.draw_series(data.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+        chart.draw_series(data.into_iter().map(|p| Circle::new(p, 4, color.filled())))?;
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperLeft)
         .label_font(("sans-serif", 14))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)

@@ -18,6 +18,9 @@ use crate::subscriber::{Line, Mode};
 /// as tasks in each process (2 cores cannot usefully schedule hundreds of runtimes).
 pub const MAX_PROCESSES: u32 = 50;
 
+/// Raw notice streams per process in `streams` mode: a few processes hold thousands.
+pub const STREAMS_PER_PROCESS: u32 = 2_500;
+
 /// What to start.
 #[derive(Debug, Clone, Copy)]
 pub struct FleetSpec {
@@ -29,12 +32,20 @@ pub struct FleetSpec {
     pub subscribers: u32,
     /// Id of the first subscriber, so fleets sharing a master have distinct ids.
     pub first_id: u32,
+    /// Notify mode: notices carrying their lots (subscribers of a terminal server).
+    pub inline: bool,
+    /// Raw readers: acknowledge every read at once (TCP_QUICKACK).
+    pub quickack: bool,
 }
 
 impl FleetSpec {
     /// Processes and subscribers per process for this fleet.
     pub fn layout(&self) -> (u32, u32) {
-        let processes = self.subscribers.clamp(1, MAX_PROCESSES);
+        let most = match self.mode {
+            Mode::Streams => self.subscribers.div_ceil(STREAMS_PER_PROCESS),
+            _ => MAX_PROCESSES,
+        };
+        let processes = self.subscribers.clamp(1, most.max(1));
         (processes, self.subscribers.div_ceil(processes))
     }
 }
@@ -50,6 +61,8 @@ pub struct Collected {
     held: HashMap<u32, HashMap<String, u64>>,
     /// Processes whose stdout closed (exited, or about to).
     closed: usize,
+    /// `streams` mode: per notice, processes all of whose streams received it.
+    complete: HashMap<u64, u32>,
 }
 
 impl Collected {
@@ -66,7 +79,13 @@ impl Collected {
                         }
                     }
                 }
-                Line::Final { .. } => {}
+                Line::Delivered {
+                    seq,
+                    streams,
+                    count,
+                    ..
+                } if count >= streams => *self.complete.entry(*seq).or_default() += 1,
+                Line::Final { .. } | Line::Delivered { .. } | Line::Latency { .. } => {}
             }
         }
         self.lines.append(batch);
@@ -113,6 +132,8 @@ impl Fleet {
                 .args(["--interval-ms", &spec.interval_ms.to_string()])
                 .args(["--count", &count.to_string()])
                 .args(["--first-id", &next.to_string()])
+                .args(spec.inline.then_some("--inline-lots"))
+                .args(spec.quickack.then_some("--quickack"))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -153,6 +174,11 @@ impl Fleet {
             next += count;
         }
         Ok(fleet)
+    }
+
+    /// Process ids of the fleet's subscriber processes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().filter_map(|(c, _)| c.id()).collect()
     }
 
     /// Wait until every subscriber has synced with the master.
@@ -226,6 +252,35 @@ impl Fleet {
         }
     }
 
+    /// `streams` mode: wait until every stream of the fleet has received notice `seq`
+    /// (so every earlier one: streams are in order). Gives up, returning `false`, when
+    /// nothing is reported for `quiet`, or at `deadline`.
+    pub async fn wait_streams_reached(
+        &mut self,
+        seq: u64,
+        quiet: Duration,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        let processes = self.children.len() as u32;
+        loop {
+            self.progress.borrow_and_update();
+            let done = {
+                let c = self.collected.lock().unwrap_or_else(|e| e.into_inner());
+                c.complete.get(&seq).copied().unwrap_or(0) >= processes
+            };
+            if done {
+                return true;
+            }
+            let until = deadline.min(tokio::time::Instant::now() + quiet);
+            if !matches!(
+                tokio::time::timeout_at(until, self.progress.changed()).await,
+                Ok(Ok(()))
+            ) {
+                return false;
+            }
+        }
+    }
+
     /// Stop every subscriber (close stdin), wait for them to exit, and return what
     /// they reported.
     pub async fn finish(mut self, timeout: Duration) -> anyhow::Result<Collected> {
@@ -260,6 +315,8 @@ fn mode_name(mode: Mode) -> &'static str {
         Mode::Notify => "notify",
         Mode::Poll => "poll",
         Mode::Notices => "notices",
+        Mode::Nchan => "nchan",
+        Mode::Streams => "streams",
     }
 }
 
@@ -269,15 +326,19 @@ mod tests {
 
     #[test]
     fn large_fleets_share_processes() {
-        let spec = |subscribers| FleetSpec {
-            mode: Mode::Notify,
+        let spec = |mode, subscribers| FleetSpec {
+            mode,
             interval_ms: 0,
             subscribers,
             first_id: 0,
+            inline: false,
+            quickack: false,
         };
-        assert_eq!(spec(1).layout(), (1, 1));
-        assert_eq!(spec(50).layout(), (50, 1));
-        assert_eq!(spec(200).layout(), (50, 4));
-        assert_eq!(spec(120).layout(), (50, 3));
+        assert_eq!(spec(Mode::Notify, 1).layout(), (1, 1));
+        assert_eq!(spec(Mode::Notify, 50).layout(), (50, 1));
+        assert_eq!(spec(Mode::Notify, 200).layout(), (50, 4));
+        assert_eq!(spec(Mode::Notify, 120).layout(), (50, 3));
+        assert_eq!(spec(Mode::Streams, 10_000).layout(), (4, 2_500));
+        assert_eq!(spec(Mode::Streams, 200).layout(), (1, 200));
     }
 }

@@ -11,6 +11,7 @@ use hdrhistogram::Histogram;
 use mock_master::MasterHandle;
 use tokio::sync::Mutex;
 
+use crate::nchan::Publisher;
 use crate::subscriber::now_us;
 
 /// An accepted bid: the lot's new version and its commit time (master clock, unix µs).
@@ -54,13 +55,25 @@ impl Prices {
     }
 }
 
-async fn bid(handle: &MasterHandle, bidder: &str, lot: &str, amount: i64) -> Option<Commit> {
+/// Place a bid; once committed, hand it to `publisher` if there is one.
+async fn bid(
+    handle: &MasterHandle,
+    bidder: &str,
+    lot: &str,
+    amount: i64,
+    publisher: Option<&Publisher>,
+) -> Option<Commit> {
     match handle.place_bid(bidder, lot, amount).await {
-        Ok(bid) => Some(Commit {
-            lot: bid.lot_id,
-            seq: bid.seq,
-            at_us: bid.at.timestamp_micros(),
-        }),
+        Ok(bid) => {
+            if let Some(publisher) = publisher {
+                publisher.publish(&bid).await;
+            }
+            Some(Commit {
+                lot: bid.lot_id,
+                seq: bid.seq,
+                at_us: bid.at.timestamp_micros(),
+            })
+        }
         Err(e) => {
             tracing::debug!(lot, amount, error = %e, "bid refused");
             None
@@ -69,12 +82,14 @@ async fn bid(handle: &MasterHandle, bidder: &str, lot: &str, amount: i64) -> Opt
 }
 
 /// `rate` bids per second for `duration`, round-robin over `lots`, sent on schedule
-/// whether or not earlier bids were answered (open loop, like real bidders).
+/// whether or not earlier bids were answered (open loop, like real bidders). Each
+/// committed bid is published to `publisher` when there is one.
 pub async fn steady(
     handle: &MasterHandle,
     lots: &[String],
     rate: f64,
     duration: Duration,
+    publisher: Option<Arc<Publisher>>,
 ) -> LoadRun {
     let period = Duration::from_secs_f64(1.0 / rate.max(0.01));
     let total = (rate * duration.as_secs_f64()).round().max(1.0) as usize;
@@ -89,21 +104,23 @@ pub async fn steady(
         let amount = prices.next(&lot);
         let handle = handle.clone();
         let bidder = if i % 2 == 0 { "alice" } else { "bob" };
+        let publisher = publisher.clone();
         pending.push(tokio::spawn(async move {
-            bid(&handle, bidder, &lot, amount).await
+            bid(&handle, bidder, &lot, amount, publisher.as_deref()).await
         }));
     }
     collect(pending, start_us).await
 }
 
 /// Bursts: every `period`, each hot lot receives `per_burst` bids at once (a bidding
-/// war), for `duration`.
+/// war), for `duration`. Committed bids are published to `publisher` if given.
 pub async fn bursts(
     handle: &MasterHandle,
     hot: &[String],
     per_burst: usize,
     period: Duration,
     duration: Duration,
+    publisher: Option<Arc<Publisher>>,
 ) -> LoadRun {
     let mut prices = Prices::new(hot);
     let rounds = (duration.as_secs_f64() / period.as_secs_f64())
@@ -120,10 +137,11 @@ pub async fn bursts(
                 .map(|_| (lot.clone(), prices.next(lot)))
                 .collect();
             let handle = handle.clone();
+            let publisher = publisher.clone();
             pending.push(tokio::spawn(async move {
                 let futures = bids.iter().enumerate().map(|(i, (lot, amount))| {
                     let bidder = if i % 2 == 0 { "alice" } else { "bob" };
-                    bid(&handle, bidder, lot, *amount)
+                    bid(&handle, bidder, lot, *amount, publisher.as_deref())
                 });
                 futures::future::join_all(futures).await
             }));

@@ -23,8 +23,19 @@
 mod chart;
 mod fleet;
 mod load;
+mod master;
+mod measure;
+mod nchan;
+mod peers;
+mod procfs;
+mod raw_sse;
+mod readers;
+mod relay;
+mod relayed;
 mod report;
+mod report_servers;
 mod scenarios;
+mod servers;
 mod stats;
 mod subscriber;
 
@@ -50,6 +61,10 @@ struct Cli {
     /// Directory for bench.json and bench.png.
     #[arg(long, value_name = "DIR", default_value = "target/bench")]
     out: PathBuf,
+    /// Only the terminal-server and side-by-side (nchan, polling) scenarios, with the
+    /// loopback floor and the fan-out row of 1 they are judged against.
+    #[arg(long)]
+    servers_only: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -82,12 +97,12 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(bench(cli.quick, cli.out))
+            runtime.block_on(bench(cli.quick, cli.servers_only, cli.out))
         }
     }
 }
 
-async fn bench(quick: bool, out: PathBuf) -> anyhow::Result<()> {
+async fn bench(quick: bool, servers_only: bool, out: PathBuf) -> anyhow::Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let machine = report::Machine::detect();
     tracing::info!(
@@ -96,11 +111,12 @@ async fn bench(quick: bool, out: PathBuf) -> anyhow::Result<()> {
         quick,
         "benchmark starting"
     );
-    let plan = if quick {
+    let mut plan = if quick {
         scenarios::Plan::quick()
     } else {
         scenarios::Plan::full()
     };
+    plan.core = !servers_only;
     let started = std::time::Instant::now();
     let results = scenarios::run_all(plan, &out).await?;
     let targets = report::targets(&results);
@@ -109,6 +125,7 @@ async fn bench(quick: bool, out: PathBuf) -> anyhow::Result<()> {
         quick,
         results,
         targets,
+        load_average_after: report::load_average(),
     };
 
     println!("{}", report::render(&report));
@@ -138,6 +155,57 @@ fn smoke_checks(r: &scenarios::Results) -> anyhow::Result<()> {
         }
     };
     check("loopback floor", r.floor.count > 0);
+    check(
+        "fan-out",
+        !r.fanout.is_empty() && r.fanout.iter().all(|f| f.stats.per_subscriber.count > 0),
+    );
+    servers_checks(&r.servers, &mut check);
+    if r.plan.core {
+        core_checks(r, &mut check);
+    }
+    if !empty.is_empty() {
+        bail!(
+            "the smoke run produced no samples for: {}",
+            empty.join(", ")
+        );
+    }
+    println!("Smoke checks passed: every scenario produced samples.");
+    Ok(())
+}
+
+/// Every design that ran has samples; the terminal server's rows ran (nchan's may be
+/// skipped when it is not installed).
+fn servers_checks(s: &servers::ServersResults, check: &mut impl FnMut(&str, bool)) {
+    for set in [&s.busy, &s.wide, &s.bursts].into_iter().flatten() {
+        for d in &set.designs {
+            check(
+                &format!("{} ({})", d.design.label(), set.load),
+                d.stats.per_subscriber.count > 0,
+            );
+        }
+    }
+    check(
+        "through a terminal server",
+        s.busy
+            .as_ref()
+            .is_some_and(|b| b.get(peers::Design::Relay).is_some()),
+    );
+    check(
+        "many streams",
+        s.streams
+            .as_ref()
+            .is_some_and(|m| m.one.per_stream.count > 0 && m.many.per_stream.count > 0),
+    );
+    check(
+        "tree",
+        s.tree
+            .as_ref()
+            .is_some_and(|t| t.levels.iter().all(|l| l.stats.per_subscriber.count > 0)),
+    );
+}
+
+/// The scenarios of the SDK on the master.
+fn core_checks(r: &scenarios::Results, check: &mut impl FnMut(&str, bool)) {
     check("latency", r.latency.per_subscriber.count > 0);
     check("polling 1 s", r.busy.poll_1000.per_subscriber.count > 0);
     check("polling 250 ms", r.busy.poll_250.per_subscriber.count > 0);
@@ -150,10 +218,6 @@ fn smoke_checks(r: &scenarios::Results) -> anyhow::Result<()> {
         r.latency.requests_per_s > 0.0 && r.busy.poll_1000.requests_per_s > 0.0,
     );
     check(
-        "fan-out",
-        !r.fanout.is_empty() && r.fanout.iter().all(|f| f.stats.per_subscriber.count > 0),
-    );
-    check(
         "throughput",
         r.throughput.iter().all(|t| t.bids_per_s > 0.0),
     );
@@ -162,12 +226,4 @@ fn smoke_checks(r: &scenarios::Results) -> anyhow::Result<()> {
         r.throughput.iter().all(|t| t.replica_lag.count > 0),
     );
     check("bursts", r.bursts.stats.notices > 0);
-    if !empty.is_empty() {
-        bail!(
-            "the smoke run produced no samples for: {}",
-            empty.join(", ")
-        );
-    }
-    println!("Smoke checks passed: every scenario produced samples.");
-    Ok(())
 }

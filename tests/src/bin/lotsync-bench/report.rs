@@ -19,6 +19,18 @@ pub struct Machine {
     pub memory_mib: u64,
     /// Kernel release.
     pub kernel: String,
+    /// Load average (1, 5, 15 minutes) when the run started: other work on the
+    /// machine makes every figure noisier.
+    pub load_average: [f64; 3],
+}
+
+/// The load average now (1, 5, 15 minutes), from /proc/loadavg.
+pub fn load_average() -> [f64; 3] {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut values = text
+        .split_ascii_whitespace()
+        .map(|v| v.parse::<f64>().unwrap_or(0.0));
+    [(); 3].map(|()| values.next().unwrap_or(0.0))
 }
 
 impl Machine {
@@ -40,6 +52,7 @@ impl Machine {
             cpu_model,
             memory_mib,
             kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+            load_average: load_average(),
         }
     }
 }
@@ -66,9 +79,11 @@ pub struct Report {
     pub results: Results,
     /// The targets.
     pub targets: Vec<Target>,
+    /// Load average (1, 5, 15 minutes) when the run ended.
+    pub load_average_after: [f64; 3],
 }
 
-fn target(what: &str, measured: String, met: Option<bool>) -> Target {
+pub fn target(what: &str, measured: String, met: Option<bool>) -> Target {
     Target {
         what: what.to_owned(),
         measured,
@@ -83,6 +98,16 @@ fn stale_ratio(c: &Comparison) -> f64 {
 
 /// Evaluate every target against the results.
 pub fn targets(r: &Results) -> Vec<Target> {
+    let mut t = Vec::new();
+    if r.plan.core {
+        t.extend(core_targets(r));
+    }
+    t.extend(crate::report_servers::targets(r));
+    t
+}
+
+/// The targets of the SDK on the master.
+fn core_targets(r: &Results) -> Vec<Target> {
     let l = &r.latency;
     let mut t = vec![
         target(
@@ -159,7 +184,7 @@ pub fn targets(r: &Results) -> Vec<Target> {
     t
 }
 
-fn pct_row(out: &mut String, name: &str, p: &Percentiles) {
+pub fn pct_row(out: &mut String, name: &str, p: &Percentiles) {
     let _ = writeln!(
         out,
         "| {name} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
@@ -167,7 +192,7 @@ fn pct_row(out: &mut String, name: &str, p: &Percentiles) {
     );
 }
 
-const PCT_HEADER: &str = "| | samples | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |\n|---|---:|---:|---:|---:|---:|---:|";
+pub const PCT_HEADER: &str = "| | samples | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |\n|---|---:|---:|---:|---:|---:|---:|";
 
 fn comparison(out: &mut String, c: &Comparison, subscribers: u32) {
     let _ = writeln!(
@@ -208,11 +233,17 @@ pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Machine: {} CPUs ({}), {} MiB RAM, Linux {}. Everything on 127.0.0.1.{}",
+        "Machine: {} CPUs ({}), {} MiB RAM, Linux {}. Everything on 127.0.0.1. Load average (1/5/15 min): {:.2} {:.2} {:.2} at the start, {:.2} {:.2} {:.2} at the end.{}",
         m.cpus,
         m.cpu_model,
         m.memory_mib,
         m.kernel,
+        m.load_average[0],
+        m.load_average[1],
+        m.load_average[2],
+        report.load_average_after[0],
+        report.load_average_after[1],
+        report.load_average_after[2],
         if report.quick {
             " QUICK smoke run: small and short, not comparable."
         } else {
@@ -226,16 +257,43 @@ pub fn render(report: &Report) -> String {
     );
     pct_row(&mut out, "round trip", &r.floor);
 
+    if r.plan.core {
+        latency(&mut out, r);
+    }
+    fanout(&mut out, r);
+    if r.plan.core {
+        throughput_and_bursts(&mut out, r);
+    }
+
+    crate::report_servers::render(&mut out, r);
+
+    let _ = writeln!(
+        out,
+        "\n### Targets\n\n| target | measured | |\n|---|---|---|"
+    );
+    for t in &report.targets {
+        let verdict = match t.met {
+            Some(true) => "PASS",
+            Some(false) => "MISS",
+            None => "n/a",
+        };
+        let _ = writeln!(out, "| {} | {} | {verdict} |", t.what, t.measured);
+    }
+    out
+}
+
+/// Latency of the SDK on the master, and polling side by side.
+fn latency(out: &mut String, r: &Results) {
     let l = &r.latency;
     let _ = writeln!(
         out,
         "\n### Notice-to-mirror latency: {} subscriber processes, {} bids/s on {} lots, {} s\n\nCommit on the master to the lot (that version or newer) reaching a display of the subscriber.\n\n{PCT_HEADER}",
         l.subscribers, r.plan.busy_rate, r.plan.lots, r.plan.busy_s
     );
-    pct_row(&mut out, "per subscriber", &l.per_subscriber);
-    pct_row(&mut out, "all subscribers", &l.all_subscribers);
+    pct_row(out, "per subscriber", &l.per_subscriber);
+    pct_row(out, "all subscribers", &l.all_subscribers);
     pct_row(
-        &mut out,
+        out,
         "diagnostic: notice arrival (1 raw stream reader)",
         &r.notice_arrival.per_subscriber,
     );
@@ -256,13 +314,16 @@ pub fn render(report: &Report) -> String {
         out,
         "\n### Against polling, at the busy rate (polling fleets run after ours, same load)"
     );
-    comparison(&mut out, &r.busy, r.plan.subscribers);
+    comparison(out, &r.busy, r.plan.subscribers);
     let _ = writeln!(
         out,
         "\n### Against polling, at a hall's bid rate (all three fleets on one master, same bids)"
     );
-    comparison(&mut out, &r.quiet, r.plan.subscribers);
+    comparison(out, &r.quiet, r.plan.subscribers);
+}
 
+/// Latency against the number of subscribers.
+fn fanout(out: &mut String, r: &Results) {
     let _ = writeln!(
         out,
         "\n### Fan-out ({} bids/s on {} lots, {} s each; above 50 subscribers they run as tasks, several per process)\n\n| subscribers | processes x per process | per-sub p50 ms | per-sub p99 ms | all-subs p50 ms | all-subs p99 ms | all-subs max ms | never reached |\n|---:|---|---:|---:|---:|---:|---:|---:|",
@@ -284,7 +345,10 @@ pub fn render(report: &Report) -> String {
             f.stats.never_reached
         );
     }
+}
 
+/// The master's throughput, and coalescing under bursts.
+fn throughput_and_bursts(out: &mut String, r: &Results) {
     let _ = writeln!(
         out,
         "\n### Master throughput (256 lots, bids through the in-process handle, {} s each; closed-loop bidders as fast as they are answered, or an open-loop offered rate)\n\n| storage | load | bids/s accepted | replica lag p50 ms | p99 ms | max ms | commit wait p50 ms | p99 ms |\n|---|---|---:|---:|---:|---:|---:|---:|",
@@ -315,10 +379,10 @@ pub fn render(report: &Report) -> String {
         "\n### Coalescing under bursts ({} hot lots, {} bids per lot every {} ms = {:.0} bids/s, {} subscribers)\n\n{PCT_HEADER}",
         r.plan.hot_lots, r.plan.per_burst, r.plan.burst_period_ms, r.bursts.bid_rate, b.subscribers
     );
-    pct_row(&mut out, "staleness per subscriber", &b.per_subscriber);
-    pct_row(&mut out, "staleness all subscribers", &b.all_subscribers);
+    pct_row(out, "staleness per subscriber", &b.per_subscriber);
+    pct_row(out, "staleness all subscribers", &b.all_subscribers);
     pct_row(
-        &mut out,
+        out,
         "diagnostic: notice arrival (1 raw stream reader)",
         &r.bursts.notice_arrival,
     );
@@ -334,18 +398,4 @@ pub fn render(report: &Report) -> String {
         b.sdk_notice_to_mirror_p50,
         b.sdk_notice_to_mirror_p99
     );
-
-    let _ = writeln!(
-        out,
-        "\n### Targets\n\n| target | measured | |\n|---|---|---|"
-    );
-    for t in &report.targets {
-        let verdict = match t.met {
-            Some(true) => "PASS",
-            Some(false) => "MISS",
-            None => "n/a",
-        };
-        let _ = writeln!(out, "| {} | {} | {verdict} |", t.what, t.measured);
-    }
-    out
 }

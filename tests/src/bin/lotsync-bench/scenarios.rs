@@ -5,18 +5,18 @@
 //! synced, drives the bid load, lets the last versions arrive, stops the fleets and
 //! analyses what they saw.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use lotsync_tests::create_lots;
-use mock_master::Master;
 use serde::Serialize;
 
-use crate::fleet::{Fleet, FleetSpec};
+use crate::fleet::FleetSpec;
 use crate::load::{self, LoadRun};
-use crate::stats::{self, DesignStats, Percentiles};
+use crate::master::BenchMaster;
+use crate::measure::{Crew, Crews, Load, fleet, on_master};
+use crate::servers::{self, ServersPlan, ServersResults};
+use crate::stats::{DesignStats, Percentiles};
 use crate::subscriber::Mode;
 
 /// Sizes and durations of a run.
@@ -60,6 +60,11 @@ pub struct Plan {
     pub burst_subscribers: u32,
     /// Duration of the burst scenario.
     pub burst_s: f64,
+    /// Terminal servers and peer designs.
+    pub servers: ServersPlan,
+    /// Whether the scenarios of the SDK on the master run (off: only the loopback
+    /// floor, the fan-out row of 1 and the terminal-server and peer scenarios).
+    pub core: bool,
 }
 
 impl Plan {
@@ -85,6 +90,8 @@ impl Plan {
             burst_period_ms: 100,
             burst_subscribers: 10,
             burst_s: 15.0,
+            servers: ServersPlan::full(),
+            core: true,
         }
     }
 
@@ -110,12 +117,14 @@ impl Plan {
             burst_period_ms: 100,
             burst_subscribers: 3,
             burst_s: 3.0,
+            servers: ServersPlan::quick(),
+            core: true,
         }
     }
 }
 
 /// The three designs side by side at one bid rate.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Comparison {
     /// Bids per second.
     pub bid_rate: f64,
@@ -163,7 +172,7 @@ pub struct Throughput {
 }
 
 /// The burst scenario.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Bursts {
     /// Bids per second over the run.
     pub bid_rate: f64,
@@ -196,139 +205,29 @@ pub struct Results {
     pub throughput: Vec<Throughput>,
     /// Coalescing under bursts.
     pub bursts: Bursts,
+    /// Terminal servers, side by side with nchan and polling.
+    pub servers: ServersResults,
 }
 
-async fn start_master(dir: Option<&Path>) -> anyhow::Result<Master> {
-    let builder = Master::builder()
-        .heartbeat(Duration::from_secs(1))
-        .bidder("alice", "alice-token")
-        .bidder("bob", "bob-token");
-    let builder = match dir {
-        Some(dir) => builder.data_dir(dir),
-        None => builder.in_memory(),
-    };
-    builder.start().await.context("starting the master")
-}
-
-/// Pause between the last subscriber being ready and the first bid.
-const SETTLE: Duration = Duration::from_millis(300);
-
-/// Longest wait for the subscribers to report the final versions after the load.
-const CATCH_UP_LIMIT: Duration = Duration::from_secs(10);
-
-/// What drives the bids of a measured scenario.
-enum Load {
-    Steady {
-        rate: f64,
-        seconds: f64,
-    },
-    Bursts {
-        hot: usize,
-        per_burst: usize,
-        period: Duration,
-        seconds: f64,
-    },
-}
-
-/// Start a master and `fleets`, drive `load`, and analyse each fleet.
+/// Start a master and `fleets` on it, drive `load`, and analyse each fleet.
 async fn measure(
     lots: usize,
     fleets: &[FleetSpec],
     load: Load,
 ) -> anyhow::Result<(Vec<DesignStats>, LoadRun)> {
-    let master = start_master(None).await?;
-    let handle = master.handle();
-    let ids = create_lots(&handle, lots).await?;
-    let mut running = Vec::new();
-    let total: u32 = fleets.iter().map(|f| f.subscribers).sum();
-    let started = Instant::now();
-    for spec in fleets {
-        running.push(Fleet::spawn(master.url(), master.terminal_token(), *spec).await?);
-    }
-    let ready_timeout = Duration::from_secs(30) + Duration::from_millis(200) * total;
-    for fleet in &mut running {
-        fleet.wait_ready(ready_timeout).await?;
-    }
-    // Timeline, not synchronisation (readiness is awaited above): the load opens SETTLE
-    // after the last subscriber was ready, so start-up work stays out of the window.
-    let load_at = tokio::time::Instant::now() + SETTLE;
-    tracing::info!(subscribers = total, took = ?started.elapsed(), "subscribers ready");
-    tokio::time::sleep_until(load_at).await;
-
-    let run = match load {
-        Load::Steady { rate, seconds } => {
-            load::steady(&handle, &ids, rate, Duration::from_secs_f64(seconds)).await
-        }
-        Load::Bursts {
-            hot,
-            per_burst,
-            period,
-            seconds,
-        } => {
-            load::bursts(
-                &handle,
-                &ids[..hot.min(ids.len())],
-                per_burst,
-                period,
-                Duration::from_secs_f64(seconds),
-            )
-            .await
-        }
-    };
-    // Let the last versions reach every subscriber, pollers included: wait for their
-    // reports of the final committed versions, giving up when nothing arrives for
-    // longer than the slowest poll interval plus a margin (or at a hard deadline).
-    let mut last: HashMap<String, u64> = HashMap::new();
-    for commit in &run.commits {
-        let seq = last.entry(commit.lot.clone()).or_default();
-        *seq = (*seq).max(commit.seq);
-    }
-    let slowest_poll = fleets
-        .iter()
-        .filter(|f| f.mode == Mode::Poll)
-        .map(|f| f.interval_ms)
-        .max()
-        .unwrap_or(0);
-    let quiet = Duration::from_millis(slowest_poll + 500);
-    let deadline = tokio::time::Instant::now() + CATCH_UP_LIMIT.max(4 * quiet);
-    for fleet in &mut running {
-        if !fleet.wait_caught_up(&last, quiet, deadline).await {
-            tracing::warn!("some subscribers did not report the final versions in time");
-        }
-    }
-
-    let mut lines = Vec::new();
-    for fleet in running {
-        lines.extend(fleet.finish(Duration::from_secs(20)).await?.lines);
-    }
+    let master = BenchMaster::start(None).await?;
+    let ids = create_lots(master.handle(), lots).await?;
+    let crews: Vec<Crew> = fleets.iter().map(|f| on_master(&master, *f)).collect();
+    let mut running = Crews::start(&crews).await?;
+    let window = running.drive(&master, &ids, load, None, &[]).await?;
+    let stats = running.finish_and_analyse(&window.run).await?;
     master.shutdown().await;
-    let stats = fleets
-        .iter()
-        .map(|f| {
-            let ids = f.first_id..f.first_id + f.subscribers;
-            stats::analyse(&lines, ids, &run.commits, run.start_us, run.end_us)
-        })
-        .collect();
-    tracing::info!(
-        commits = run.commits.len(),
-        rejected = run.rejected,
-        "load done"
-    );
-    Ok((stats, run))
-}
-
-fn fleet(mode: Mode, interval_ms: u64, subscribers: u32, first_id: u32) -> FleetSpec {
-    FleetSpec {
-        mode,
-        interval_ms,
-        subscribers,
-        first_id,
-    }
+    Ok((stats, window.run))
 }
 
 /// Round trips of `GET /healthz`, one at a time on a kept-alive connection, µs.
 async fn loopback_floor(requests: u32) -> anyhow::Result<Percentiles> {
-    let master = start_master(None).await?;
+    let master = BenchMaster::start(None).await?;
     let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
     let url = format!("{}/healthz", master.url());
     let mut h = load::histogram();
@@ -363,13 +262,13 @@ async fn throughput(
     dir: Option<&Path>,
     offer: Offer,
 ) -> anyhow::Result<Throughput> {
-    let master = start_master(dir).await?;
+    let master = BenchMaster::start(dir).await?;
     let handle = master.handle();
-    let ids = create_lots(&handle, 256).await?;
+    let ids = create_lots(handle, 256).await?;
     let duration = Duration::from_secs_f64(plan.throughput_s);
     let run = match offer {
-        Offer::Bidders(n) => load::saturate(&handle, &ids, n, duration, 8).await,
-        Offer::Rate(rate) => load::paced(&handle, &ids, rate, duration, 8).await,
+        Offer::Bidders(n) => load::saturate(handle, &ids, n, duration, 8).await,
+        Offer::Rate(rate) => load::paced(handle, &ids, rate, duration, 8).await,
     };
     master.shutdown().await;
     let (load, bidders, offered_per_s) = match offer {
@@ -398,11 +297,80 @@ async fn throughput(
 
 /// Run every scenario of `plan`. `scratch` holds the durable master's files.
 pub async fn run_all(plan: Plan, scratch: &Path) -> anyhow::Result<Results> {
-    let n = plan.subscribers;
+    // Before any process starts, so every one inherits it.
+    let open_files = servers::raise_open_files();
 
     tracing::info!("loopback floor");
     let floor = loopback_floor(plan.floor_requests).await?;
+    let mut results = Results {
+        plan: plan.clone(),
+        floor,
+        latency: DesignStats::default(),
+        notice_arrival: DesignStats::default(),
+        busy: Comparison::default(),
+        quiet: Comparison::default(),
+        fanout: Vec::new(),
+        throughput: Vec::new(),
+        bursts: Bursts::default(),
+        servers: ServersResults::default(),
+    };
+    if plan.core {
+        core(&plan, scratch, &mut results).await?;
+    } else {
+        // The baseline the terminal-server rows are judged against.
+        results.fanout = fanout_points(&plan, &[1]).await?;
+    }
 
+    let shared = servers::Shared {
+        lots: plan.lots,
+        subscribers: plan.subscribers,
+        busy_rate: plan.busy_rate,
+        fanout_rate: plan.fanout_rate,
+        burst_subscribers: plan.burst_subscribers,
+        bursts: bursts_load(&plan),
+    };
+    results.servers = servers::run(&plan.servers, &shared, scratch, open_files).await?;
+    Ok(results)
+}
+
+fn bursts_load(plan: &Plan) -> Load {
+    Load::Bursts {
+        hot: plan.hot_lots,
+        per_burst: plan.per_burst,
+        period: Duration::from_millis(plan.burst_period_ms),
+        seconds: plan.burst_s,
+    }
+}
+
+async fn fanout_points(plan: &Plan, sizes: &[u32]) -> anyhow::Result<Vec<FanoutPoint>> {
+    let mut fanout = Vec::new();
+    for &size in sizes {
+        tracing::info!(subscribers = size, rate = plan.fanout_rate, "fan-out");
+        let spec = fleet(Mode::Notify, 0, size, 0);
+        let (mut s, _) = measure(
+            plan.lots,
+            &[spec],
+            Load::Steady {
+                rate: plan.fanout_rate,
+                seconds: plan.fanout_s,
+            },
+        )
+        .await?;
+        let (processes, per_process) = spec.layout();
+        fanout.push(FanoutPoint {
+            subscribers: size,
+            processes,
+            per_process,
+            stats: s.remove(0),
+        });
+    }
+    Ok(fanout)
+}
+
+/// The scenarios of the SDK on the master: latency, polling, fan-out, throughput and
+/// bursts.
+async fn core(plan: &Plan, scratch: &Path, r: &mut Results) -> anyhow::Result<()> {
+    let n = plan.subscribers;
     tracing::info!(
         subscribers = n,
         rate = plan.busy_rate,
@@ -417,8 +385,8 @@ pub async fn run_all(plan: Plan, scratch: &Path) -> anyhow::Result<Results> {
         },
     )
     .await?;
-    let latency = s.remove(0);
-    let notice_arrival = s.remove(0);
+    r.latency = s.remove(0);
+    r.notice_arrival = s.remove(0);
 
     tracing::info!(
         subscribers = n,
@@ -434,9 +402,9 @@ pub async fn run_all(plan: Plan, scratch: &Path) -> anyhow::Result<Results> {
         },
     )
     .await?;
-    let busy = Comparison {
+    r.busy = Comparison {
         bid_rate: plan.busy_rate,
-        ours: latency.clone(),
+        ours: r.latency.clone(),
         poll_1000: s.remove(0),
         poll_250: s.remove(0),
     };
@@ -459,36 +427,15 @@ pub async fn run_all(plan: Plan, scratch: &Path) -> anyhow::Result<Results> {
         },
     )
     .await?;
-    let quiet = Comparison {
+    r.quiet = Comparison {
         bid_rate: plan.quiet_rate,
         ours: s.remove(0),
         poll_1000: s.remove(0),
         poll_250: s.remove(0),
     };
 
-    let mut fanout = Vec::new();
-    for &size in &plan.fanout {
-        tracing::info!(subscribers = size, rate = plan.fanout_rate, "fan-out");
-        let spec = fleet(Mode::Notify, 0, size, 0);
-        let (mut s, _) = measure(
-            plan.lots,
-            &[spec],
-            Load::Steady {
-                rate: plan.fanout_rate,
-                seconds: plan.fanout_s,
-            },
-        )
-        .await?;
-        let (processes, per_process) = spec.layout();
-        fanout.push(FanoutPoint {
-            subscribers: size,
-            processes,
-            per_process,
-            stats: s.remove(0),
-        });
-    }
+    r.fanout = fanout_points(plan, &plan.fanout).await?;
 
-    let mut runs = Vec::new();
     let durable = tempfile::Builder::new()
         .prefix("bench-durable-")
         .tempdir_in(scratch)?;
@@ -500,7 +447,8 @@ pub async fn run_all(plan: Plan, scratch: &Path) -> anyhow::Result<Results> {
         ];
         for (i, offer) in offers.into_iter().enumerate() {
             let dir = dir.map(|d: &Path| d.join(i.to_string()));
-            runs.push(throughput(&plan, storage, dir.as_deref(), offer).await?);
+            r.throughput
+                .push(throughput(plan, storage, dir.as_deref(), offer).await?);
         }
     }
 
@@ -511,31 +459,15 @@ pub async fn run_all(plan: Plan, scratch: &Path) -> anyhow::Result<Results> {
             fleet(Mode::Notify, 0, plan.burst_subscribers, 0),
             fleet(Mode::Notices, 0, 1, plan.burst_subscribers),
         ],
-        Load::Bursts {
-            hot: plan.hot_lots,
-            per_burst: plan.per_burst,
-            period: Duration::from_millis(plan.burst_period_ms),
-            seconds: plan.burst_s,
-        },
+        bursts_load(plan),
     )
     .await?;
     let seconds = ((run.end_us - run.start_us) as f64 / 1e6).max(1e-3);
-    let bursts = Bursts {
+    r.bursts = Bursts {
         bid_rate: run.commits.len() as f64 / seconds,
         rejected: run.rejected,
         stats: s.remove(0),
         notice_arrival: s.remove(0).per_subscriber,
     };
-
-    Ok(Results {
-        plan,
-        floor,
-        latency,
-        notice_arrival,
-        busy,
-        quiet,
-        fanout,
-        throughput: runs,
-        bursts,
-    })
+    Ok(())
 }

@@ -4,10 +4,12 @@
 //!
 //! Each process runs `--count` subscribers as tasks (one unless the fan-out is larger
 //! than the process budget). A subscriber is either a real terminal server (`notify`:
-//! the lotsync SDK, notices then fetches) or the design it replaces (`poll`: a full
-//! `GET /v1/lots` every `--interval-ms`). For every lot version it sees it writes one
-//! [`Line::Observed`] to stdout; the parent reads them (see `fleet`). It stops when
+//! the lotsync SDK, notices then fetches, or inline lots from a terminal server), the
+//! design it replaces (`poll`: a full `GET /v1/lots` every `--interval-ms`), or a peer
+//! design's reader (`nchan`, see `readers`). For every lot version it sees it writes
+//! one [`Line::Observed`] to stdout; the parent reads them (see `fleet`). It stops when
 //! stdin closes or its deadline passes, and reports its request counters last.
+//! `streams` mode (thousands of raw notice streams in one process) sums up instead.
 //!
 //! Times are unix microseconds from the system clock, the same clock the master stamps
 //! commits with, since everything runs on one machine.
@@ -35,6 +37,11 @@ pub enum Mode {
     /// Diagnostic: read the raw notice stream, fetch nothing; an observation is a
     /// notice arriving. Measures the commit-to-notice share of the latency.
     Notices,
+    /// The peer design: read nchan's EventSource stream of published lots.
+    Nchan,
+    /// Many raw notice streams in one process, summed up per notice ([`Line::Delivered`]
+    /// and [`Line::Latency`]) rather than one line per stream and notice.
+    Streams,
 }
 
 /// Flags of the hidden `subscriber` subcommand (set by the parent, not by people).
@@ -61,6 +68,12 @@ pub struct SubscriberArgs {
     /// Exit after this many seconds even if stdin stays open.
     #[arg(long, default_value_t = 600)]
     pub deadline_s: u64,
+    /// Notify mode: ask for notices that carry their lots (from a terminal server).
+    #[arg(long)]
+    pub inline_lots: bool,
+    /// Raw readers (nchan, streams): acknowledge every read at once (TCP_QUICKACK).
+    #[arg(long)]
+    pub quickack: bool,
 }
 
 /// One line of a subscriber's stdout.
@@ -89,6 +102,24 @@ pub enum Line {
         retries: u64,
         n2m_p50_us: u64,
         n2m_p99_us: u64,
+    },
+    /// `D first streams seq lot committed last count`: notice `seq` reached `count` of
+    /// the `streams` streams of the process starting at id `first`, the last at `last`.
+    Delivered {
+        first: u32,
+        streams: u32,
+        seq: u64,
+        lot: String,
+        committed_us: i64,
+        last_us: i64,
+        count: u32,
+    },
+    /// `H first value count`: `count` (stream, notice) pairs of the process starting
+    /// at `first` took `value` µs from commit to arrival.
+    Latency {
+        first: u32,
+        value_us: u64,
+        count: u64,
     },
 }
 
@@ -121,6 +152,20 @@ impl Line {
             } => format!(
                 "M {sub} {at_us} {requests} {fetches} {notices} {coalesced} {retries} {n2m_p50_us} {n2m_p99_us}"
             ),
+            Line::Delivered {
+                first,
+                streams,
+                seq,
+                lot,
+                committed_us,
+                last_us,
+                count,
+            } => format!("D {first} {streams} {seq} {lot} {committed_us} {last_us} {count}"),
+            Line::Latency {
+                first,
+                value_us,
+                count,
+            } => format!("H {first} {value_us} {count}"),
         }
     }
 
@@ -152,6 +197,20 @@ impl Line {
                 retries: f.next()?.parse().ok()?,
                 n2m_p50_us: f.next()?.parse().ok()?,
                 n2m_p99_us: f.next()?.parse().ok()?,
+            },
+            "D" => Line::Delivered {
+                first: sub,
+                streams: f.next()?.parse().ok()?,
+                seq: f.next()?.parse().ok()?,
+                lot: f.next()?.to_owned(),
+                committed_us: f.next()?.parse().ok()?,
+                last_us: f.next()?.parse().ok()?,
+                count: f.next()?.parse().ok()?,
+            },
+            "H" => Line::Latency {
+                first: sub,
+                value_us: f.next()?.parse().ok()?,
+                count: f.next()?.parse().ok()?,
             },
             _ => return None,
         };
@@ -188,7 +247,21 @@ pub async fn run(args: SubscriberArgs) -> anyhow::Result<()> {
     };
 
     let mut tasks = Vec::new();
+    if args.mode == Mode::Streams {
+        // One task holds every stream of the process and sums them up.
+        let (args, out, stop) = (args.clone(), out_tx.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let result = crate::readers::streams(&args, &out, &stop).await;
+            if let Err(e) = &result {
+                tracing::error!(error = %format!("{e:#}"), "stream reader failed");
+            }
+            result
+        }));
+    }
     for i in 0..args.count {
+        if args.mode == Mode::Streams {
+            break;
+        }
         let sub = args.first_id + i;
         let (args, out, stop) = (args.clone(), out_tx.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
@@ -196,6 +269,8 @@ pub async fn run(args: SubscriberArgs) -> anyhow::Result<()> {
                 Mode::Notify => notify(sub, &args, &out, &stop).await,
                 Mode::Poll => poll(sub, &args, &out, &stop).await,
                 Mode::Notices => raw_notices(sub, &args, &out, &stop).await,
+                Mode::Nchan => crate::readers::nchan(sub, &args, &out, &stop).await,
+                Mode::Streams => unreachable!("handled above"),
             };
             if let Err(e) = &result {
                 tracing::error!(sub, error = %format!("{e:#}"), "subscriber failed");
@@ -233,7 +308,8 @@ async fn write_lines(mut rx: mpsc::UnboundedReceiver<Line>) -> anyhow::Result<()
     Ok(())
 }
 
-fn observed(sub: u32, lot: &Lot, at: i64) -> Line {
+/// `sub` holds `lot` at its version since `at`.
+pub fn observed(sub: u32, lot: &Lot, at: i64) -> Line {
     Line::Observed {
         sub,
         lot: lot.id.clone(),
@@ -252,6 +328,7 @@ async fn notify(
 ) -> anyhow::Result<()> {
     let client = lotsync::Client::builder(&args.url)
         .token(&args.token)
+        .inline_lots(args.inline_lots)
         .build()?;
     if !client.wait_live(Duration::from_secs(60)).await {
         bail!("subscriber {sub} did not go live within 60 s");
@@ -474,6 +551,20 @@ mod tests {
                 retries: 1,
                 n2m_p50_us: 700,
                 n2m_p99_us: 1500,
+            },
+            Line::Delivered {
+                first: 2500,
+                streams: 2500,
+                seq: 90,
+                lot: "lot-3".into(),
+                committed_us: 10,
+                last_us: 50,
+                count: 2499,
+            },
+            Line::Latency {
+                first: 0,
+                value_us: 1234,
+                count: 17,
             },
         ];
         for line in lines {
