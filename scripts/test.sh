@@ -14,6 +14,8 @@ command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 command -v memcached >/dev/null 2>&1 || need_apt+=(memcached)
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
 [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
+[ -x /usr/sbin/nginx ] || need_apt+=(nginx-light) # nchan, the benchmark's peer design
+[ -f /usr/lib/nginx/modules/ngx_nchan_module.so ] || need_apt+=(libnginx-mod-nchan)
 if ((${#need_apt[@]})); then
     echo "installing ${need_apt[*]}" >&2
     apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null

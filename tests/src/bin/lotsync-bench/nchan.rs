@@ -39,7 +39,7 @@ pub struct Nchan {
     child: Child,
     pid: u32,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn config(dir: &Path, port: u16) -> String {
@@ -111,7 +111,7 @@ impl Nchan {
             child,
             pid,
             port,
-            _dir: dir,
+            dir,
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let mut pause = Duration::from_millis(5);
@@ -121,7 +121,7 @@ impl Nchan {
             .is_err()
         {
             if let Ok(Some(status)) = nchan.child.try_wait() {
-                let log = std::fs::read_to_string(nchan._dir.path().join("error.log"))
+                let log = std::fs::read_to_string(nchan.dir.path().join("error.log"))
                     .unwrap_or_default();
                 bail!("nginx exited at start ({status}): {}", log.trim());
             }
@@ -164,6 +164,20 @@ impl Nchan {
         {
             tracing::warn!("nginx did not stop in time; killing it");
             let _ = self.child.kill().await;
+        }
+        // What nginx complained about (a stall in nchan would show here).
+        let log = std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
+        let worries: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                ["[warn]", "[error]", "[crit]", "[alert]", "[emerg]"]
+                    .iter()
+                    .any(|w| l.contains(w))
+            })
+            .take(3)
+            .collect();
+        if !worries.is_empty() {
+            tracing::warn!(log = %worries.join(" | "), "nginx's error log");
         }
     }
 }
