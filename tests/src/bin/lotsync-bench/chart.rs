@@ -64,6 +64,7 @@ fn colour(design: Design) -> RGBColor {
     match design {
         Design::Direct => BLUE,
         Design::Relay => GREEN,
+        Design::RelayInline => RGBColor(0, 110, 0),
         Design::Nchan => RGBColor(230, 120, 0),
         Design::NchanQuickAck => MAGENTA,
         Design::Poll1s => RED,
@@ -195,6 +196,9 @@ fn fanout(r: &Results, area: &Area) -> DrawResult {
             let at = (f64::from(wide.subscribers), d.stats.all_subscribers.p99);
             let name = match d.design {
                 Design::Relay => "all subscribers p99, through a terminal server".to_owned(),
+                Design::RelayInline => {
+                    "all subscribers p99, through a terminal server, inline on both hops".to_owned()
+                }
                 other => format!("all subscribers p99, {}", other.label()),
             };
             series.push((name, vec![(at.0, at.1.max(FLOOR_MS))], colour(d.design)));

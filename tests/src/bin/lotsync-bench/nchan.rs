@@ -121,8 +121,8 @@ impl Nchan {
             .is_err()
         {
             if let Ok(Some(status)) = nchan.child.try_wait() {
-                let log = std::fs::read_to_string(nchan.dir.path().join("error.log"))
-                    .unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(nchan.dir.path().join("error.log")).unwrap_or_default();
                 bail!("nginx exited at start ({status}): {}", log.trim());
             }
             if tokio::time::Instant::now() > deadline {
@@ -199,6 +199,8 @@ pub struct Publisher {
     /// The lots as committed, so each publish carries the whole new version.
     lots: Mutex<HashMap<String, Lot>>,
     failed: AtomicU64,
+    /// Time of each POST until answered, µs.
+    times: Mutex<hdrhistogram::Histogram<u64>>,
 }
 
 impl Publisher {
@@ -212,6 +214,7 @@ impl Publisher {
             url,
             lots: Mutex::new(lots.into_iter().map(|l| (l.id.clone(), l)).collect()),
             failed: AtomicU64::new(0),
+            times: Mutex::new(crate::load::histogram()),
         })
     }
 
@@ -235,6 +238,7 @@ impl Publisher {
             lot.recent_bids.truncate(RECENT_BIDS);
             serde_json::to_string(lot).unwrap_or_default()
         };
+        let started = std::time::Instant::now();
         let sent = self
             .http
             .post(&self.url)
@@ -242,9 +246,20 @@ impl Publisher {
             .body(body)
             .send()
             .await;
+        let took = started.elapsed().as_micros() as u64;
+        let _ = self
+            .times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(took);
         if !sent.is_ok_and(|r| r.status().is_success()) {
             self.failed.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Percentiles of the publish times.
+    pub fn times(&self) -> crate::stats::Percentiles {
+        crate::stats::Percentiles::of(&self.times.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Publishes that failed.

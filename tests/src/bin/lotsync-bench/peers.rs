@@ -16,7 +16,7 @@ use crate::master::{self, BenchMaster};
 use crate::measure::{Crew, Crews, Load, fleet, on_master};
 use crate::nchan::{Nchan, Publisher};
 use crate::relay::{DISPLAY_TOKEN, TerminalServerProcess};
-use crate::stats::DesignStats;
+use crate::stats::{DesignStats, Percentiles};
 use crate::subscriber::Mode;
 
 /// One design of a side-by-side comparison.
@@ -25,8 +25,12 @@ use crate::subscriber::Mode;
 pub enum Design {
     /// Every subscriber a terminal server (the SDK) on the master.
     Direct,
-    /// Subscribers are displays of one terminal server, with inline lots.
+    /// Subscribers are displays of one terminal server, with inline lots; the terminal
+    /// server fetches each change from the master (its default).
     Relay,
+    /// The same, the terminal server also asking the master for inline lots (no fetch
+    /// on either hop).
+    RelayInline,
     /// nchan carrying each committed lot; readers with default socket settings.
     Nchan,
     /// nchan, readers acknowledging every read at once (TCP_QUICKACK).
@@ -41,6 +45,7 @@ impl Design {
         match self {
             Design::Direct => "lotsync, direct on the master",
             Design::Relay => "lotsync, through one terminal server (inline lots)",
+            Design::RelayInline => "lotsync, through one terminal server, inline lots on both hops",
             Design::Nchan => "nchan, default sockets (what a browser gets)",
             Design::NchanQuickAck => "nchan, readers with TCP_QUICKACK",
             Design::Poll1s => "polling every 1 s",
@@ -74,6 +79,8 @@ pub struct DesignRun {
     pub master_fetches_per_commit: f64,
     /// Publishes nchan refused (nchan designs).
     pub publish_failures: u64,
+    /// Time of each publish (POST to nchan, until answered), nchan designs.
+    pub publish: Percentiles,
 }
 
 /// A comparison at one load.
@@ -142,7 +149,7 @@ pub async fn compare(
     };
     for &design in designs {
         let skip = match (design, &setup.relay_exe, &setup.nchan) {
-            (Design::Relay, Err(why), _) => Some(*why),
+            (Design::Relay | Design::RelayInline, Err(why), _) => Some(*why),
             (d, _, Err(why)) if d.is_nchan() => Some(*why),
             _ => None,
         };
@@ -184,11 +191,11 @@ async fn run_design(
     let crew = match design {
         Design::Direct => on_master(&master, spec),
         Design::Poll1s => on_master(&master, fleet(Mode::Poll, 1000, subscribers, 0)),
-        Design::Relay => {
+        Design::Relay | Design::RelayInline => {
             let exe = setup.relay_exe.map_err(|why| anyhow::anyhow!("{why}"))?;
-            let relay =
-                TerminalServerProcess::start(exe, master.url(), master.terminal_token(), false)
-                    .await?;
+            let inline = design == Design::RelayInline;
+            let (url, token) = (master.url(), master.terminal_token());
+            let relay = TerminalServerProcess::start(exe, url, token, inline).await?;
             probes.push(relay.cpu());
             let crew = Crew {
                 spec: crate::fleet::FleetSpec {
@@ -254,7 +261,8 @@ async fn run_design(
         cpu_s_per_1000: server_cpu_s * 1000.0 / deliveries.max(1) as f64,
         master_fetches_per_s: window.master_fetches as f64 / window.seconds.max(1e-3),
         master_fetches_per_commit: window.master_fetches as f64 / commits,
-        publish_failures: publisher.map_or(0, |p| p.failed()),
+        publish_failures: publisher.as_ref().map_or(0, |p| p.failed()),
+        publish: publisher.map_or_else(Percentiles::default, |p| p.times()),
         stats,
     };
     Ok((run, window.run.commits.len() as f64 / run_s))

@@ -145,7 +145,7 @@ pub async fn run(
         peers::compare(
             &setup,
             "steady",
-            &[Direct, Relay, Nchan, NchanQuickAck, Poll1s],
+            &[Direct, Relay, RelayInline, Nchan, NchanQuickAck, Poll1s],
             shared.subscribers,
             Load::Steady {
                 rate: shared.busy_rate,
@@ -158,7 +158,7 @@ pub async fn run(
         peers::compare(
             &setup,
             "fan-out",
-            &[Relay, Nchan, NchanQuickAck],
+            &[Relay, RelayInline, Nchan, NchanQuickAck],
             plan.wide_subscribers,
             Load::Steady {
                 rate: shared.fanout_rate,
@@ -185,7 +185,7 @@ pub async fn run(
         peers::compare(
             &setup,
             "bursts",
-            &[Direct, Relay, Nchan, NchanQuickAck],
+            &[Direct, Relay, RelayInline, Nchan, NchanQuickAck],
             shared.burst_subscribers,
             bursts,
         )
