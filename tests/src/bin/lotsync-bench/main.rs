@@ -1,23 +1,30 @@
 //! lotsync-bench: notice-to-mirror latency, fan-out, master throughput, coalescing, and
-//! the polling design side by side, measured in one run on one machine (loopback).
+//! the polling design side by side; terminal servers serving displays; nchan side by
+//! side; all measured in one run on one machine (loopback).
 //!
 //! ```text
-//! cargo run --release -p lotsync-tests --bin lotsync-bench -- [--quick] [--out DIR]
+//! cargo run --release -p lotsync-tests --bin lotsync-bench -- [--quick] [--servers-only] [--out DIR]
 //! ```
 //!
-//! Prints Markdown tables (each target of the benchmark issue with PASS/MISS) and
+//! Prints Markdown tables (each target of the benchmark issues with PASS/MISS) and
 //! writes `DIR/bench.json` and `DIR/bench.png`. `--quick` is a smoke run for CI: every
 //! figure, small and short; it checks only that samples were produced.
 //!
 //! # Layout
 //! - `main.rs`: flags, logging, the run, output files, the smoke checks.
 //! - `subscriber`: the hidden `subscriber` subcommand (a terminal server process: the
-//!   SDK, or a poller) and the line format it reports observations in.
+//!   SDK, or a poller) and the line format it reports observations in; `readers`: its
+//!   raw stream readers (nchan, thousands of notice streams) over `raw_sse`.
 //! - `fleet`: spawning subscriber processes and collecting their lines.
 //! - `load`: bid generators (steady, bursts, saturation) and commit records.
+//! - `master`: the master on a runtime of its own; `relay`: the `terminal-server`
+//!   binary as a process; `nchan`: a private nginx with nchan and its publisher;
+//!   `procfs`: CPU time, memory and the open-file limit from /proc.
+//! - `measure`: fleets, load and CPU probes of one measured window.
 //! - `stats`: latency, staleness, stale fraction and request rates from the records.
-//! - `scenarios`: the plan (full or quick) and every scenario of a run.
-//! - `report`: machine description, targets, Markdown tables, JSON.
+//! - `scenarios`: the plan (full or quick) and the scenarios of the SDK on the master;
+//!   `servers`: the scenarios with terminal servers (`relayed`) and peers (`peers`).
+//! - `report`, `report_servers`: machine description, targets, Markdown tables, JSON.
 //! - `chart`: the PNG.
 
 mod chart;
@@ -47,7 +54,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Benchmark lotsync on this machine: latency from a bid's commit to every terminal
 /// server's mirror, against the polling design it replaces, plus fan-out, master
-/// throughput and coalescing under bursts. Everything runs on 127.0.0.1.
+/// throughput and coalescing under bursts; terminal servers serving displays; nchan
+/// side by side (when nginx with nchan is installed). Everything runs on 127.0.0.1.
 #[derive(Debug, Parser)]
 #[command(
     name = "lotsync-bench",
@@ -55,7 +63,7 @@ use tracing_subscriber::EnvFilter;
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
-    /// A short smoke run (well under a minute): every figure, few samples, no targets.
+    /// A short smoke run (about a minute): every figure, few samples, no targets.
     #[arg(long)]
     quick: bool,
     /// Directory for bench.json and bench.png.

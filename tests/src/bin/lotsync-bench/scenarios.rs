@@ -68,7 +68,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The full benchmark (about four minutes on 2 cores).
+    /// The full benchmark (about six minutes on 2 cores, with the servers' scenarios).
     pub fn full() -> Plan {
         Plan {
             floor_requests: 5_000,
@@ -95,7 +95,7 @@ impl Plan {
         }
     }
 
-    /// The smoke version: every figure, small and short (well under a minute).
+    /// The smoke version: every figure, small and short (about a minute).
     pub fn quick() -> Plan {
         Plan {
             floor_requests: 500,

@@ -44,7 +44,7 @@ pub struct ServersPlan {
 }
 
 impl ServersPlan {
-    /// The full run (about four minutes on 2 cores).
+    /// The full run (about three minutes on 2 cores).
     pub fn full() -> ServersPlan {
         ServersPlan {
             peer_s: 10.0,
