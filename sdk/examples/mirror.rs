@@ -29,14 +29,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 );
             }
             update = display.recv() => match update {
-                Some(lotsync::Update::LotChanged { lot, previous_version, skipped }) => println!(
+                Some(lotsync::Update::LotChanged { lot, previous_version, skipped, .. }) => println!(
                     "{:<10} {:<36} {:>12} {:<9} v{} (was {previous_version:?}, skipped {skipped})",
                     lot.id, lot.title, lot.current_price, lot.status, lot.seq
                 ),
                 Some(lotsync::Update::State(state)) => println!("-- {state}"),
                 Some(other) => println!("-- {}", match other {
-                    lotsync::Update::Snapshot { lots } => format!("snapshot of {} lots", lots.len()),
-                    lotsync::Update::Resynced { lots, epoch_changed } => format!("resynced {} lots (new history: {epoch_changed})", lots.len()),
+                    lotsync::Update::Snapshot { lots, .. } => format!("snapshot of {} lots", lots.len()),
+                    lotsync::Update::Resynced { lots, epoch_changed, .. } => format!("resynced {} lots (new history: {epoch_changed})", lots.len()),
                     _ => String::new(),
                 }),
                 None => break,

@@ -15,7 +15,7 @@ use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::mirror::Mirror;
 use crate::options::{ClientBuilder, Options};
 use crate::protocol::{Bid, Money};
-use crate::state::ConnectionState;
+use crate::state::{ConnectionState, StatePublisher};
 use crate::sync::SyncTask;
 use crate::transport::ReqwestTransport;
 
@@ -24,8 +24,7 @@ use crate::transport::ReqwestTransport;
 async fn supervised(
     name: &'static str,
     task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-    state: Arc<watch::Sender<ConnectionState>>,
-    mirror: Mirror,
+    state: Arc<StatePublisher>,
     cancel: CancellationToken,
 ) {
     use futures::FutureExt;
@@ -40,8 +39,7 @@ async fn supervised(
         ),
         Ok(()) => tracing::error!(task = name, "a background task ended before shutdown"),
     }
-    mirror.set_state(ConnectionState::Failed);
-    state.send_replace(ConnectionState::Failed);
+    state.fail();
 }
 
 /// A running terminal-server client: it mirrors every lot of a master and hands
@@ -134,8 +132,7 @@ impl Client {
         let metrics = Arc::new(Metrics::default());
         let dirty = Arc::new(DirtySet::default());
         let cancel = CancellationToken::new();
-        let (state_tx, state_rx) = watch::channel(ConnectionState::Connecting);
-        let state_tx = Arc::new(state_tx);
+        let (state, state_rx) = StatePublisher::new(mirror.clone(), options.degraded_after);
         let (synced_tx, synced_rx) = watch::channel(false);
 
         let fetcher = Fetcher {
@@ -147,6 +144,7 @@ impl Client {
             concurrency: options.fetch_concurrency,
             retry_base: options.retry_base,
             retry_max: options.retry_max,
+            state: state.clone(),
             cache,
             cache_grace: options.cache_grace,
         };
@@ -157,13 +155,12 @@ impl Client {
             dirty,
             metrics.clone(),
             options,
-            state_tx.clone(),
+            state.clone(),
             synced_tx,
             cancel.clone(),
         );
-        let supervise = |name: &'static str, task| {
-            supervised(name, task, state_tx.clone(), mirror.clone(), cancel.clone())
-        };
+        let supervise =
+            |name: &'static str, task| supervised(name, task, state.clone(), cancel.clone());
         let tasks = vec![
             runtime.spawn(supervise("fetcher", Box::pin(fetcher.run(cancel.clone())))),
             runtime.spawn(supervise("sync", Box::pin(sync.run()))),
@@ -193,6 +190,20 @@ impl Client {
     }
 
     /// The connection state, as a watch receiver (`borrow()` it or await `changed()`).
+    ///
+    /// Copy the state out rather than keeping the borrow (or the `Ref` that
+    /// `wait_for` returns): while one is held the client cannot announce its next
+    /// state, and its tasks wait for it.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: lotsync::Client) {
+    /// let mut state = client.state();
+    /// while state.changed().await.is_ok() {
+    ///     let now = *state.borrow_and_update();
+    ///     println!("connection: {now}");
+    /// }
+    /// # }
+    /// ```
     pub fn state(&self) -> watch::Receiver<ConnectionState> {
         self.inner.state.clone()
     }
@@ -281,33 +292,29 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_task_is_reported_as_failed() {
-        let (state, mut rx) = watch::channel(ConnectionState::Live);
         let mirror = Mirror::default();
+        let (state, mut rx) = StatePublisher::new(mirror.clone(), Duration::from_secs(5));
+        state.set_stream(ConnectionState::Live);
         let task = supervised(
             "test",
             Box::pin(async { panic!("a bug") }),
-            Arc::new(state),
-            mirror.clone(),
+            state.clone(),
             CancellationToken::new(),
         );
         tokio::spawn(task).await.unwrap();
         assert_eq!(*rx.borrow_and_update(), ConnectionState::Failed);
         assert!(mirror.is_stale());
+        state.set_stream(ConnectionState::Live);
+        assert_eq!(*rx.borrow(), ConnectionState::Failed, "failed stays failed");
     }
 
     #[tokio::test]
     async fn a_task_ending_at_shutdown_is_not_a_failure() {
-        let (state, rx) = watch::channel(ConnectionState::Live);
+        let (state, rx) = StatePublisher::new(Mirror::default(), Duration::from_secs(5));
+        state.set_stream(ConnectionState::Live);
         let cancel = CancellationToken::new();
         cancel.cancel();
-        supervised(
-            "test",
-            Box::pin(async {}),
-            Arc::new(state),
-            Mirror::default(),
-            cancel,
-        )
-        .await;
+        supervised("test", Box::pin(async {}), state, cancel).await;
         assert_eq!(*rx.borrow(), ConnectionState::Live);
     }
 }

@@ -23,11 +23,15 @@ pub enum Update {
     Snapshot {
         /// Every lot, ordered by id.
         lots: Vec<Arc<Lot>>,
+        /// The history the lots belong to (`None` before the first snapshot loaded).
+        epoch: Option<Arc<str>>,
     },
     /// A lot changed.
     LotChanged {
         /// The lot as the mirror now holds it.
         lot: Arc<Lot>,
+        /// The history the lot's version belongs to.
+        epoch: Arc<str>,
         /// The version this display saw last (`None` if the lot is new to it).
         previous_version: Option<Seq>,
         /// Versions in between that this display skipped because it was behind.
@@ -37,7 +41,10 @@ pub enum Update {
     Resynced {
         /// Every lot, ordered by id.
         lots: Vec<Arc<Lot>>,
-        /// Whether the master's history changed (its epoch), so versions restarted.
+        /// The history the lots belong to.
+        epoch: Arc<str>,
+        /// Whether the history changed (a new epoch, or the same epoch rewound to an
+        /// earlier head): versions shown before are not comparable with these.
         epoch_changed: bool,
     },
     /// The connection state changed (only the newest state is kept for a slow display).
@@ -54,15 +61,24 @@ enum Slot {
 #[derive(Debug)]
 struct PendingLot {
     lot: Arc<Lot>,
+    epoch: Arc<str>,
     previous_version: Option<Seq>,
     skipped: u64,
+}
+
+#[derive(Debug)]
+struct PendingResync {
+    lots: Vec<Arc<Lot>>,
+    /// `None` only for a subscription's first update before any snapshot loaded.
+    epoch: Option<Arc<str>>,
+    epoch_changed: bool,
 }
 
 #[derive(Debug, Default)]
 struct Pending {
     order: VecDeque<Slot>,
     lots: HashMap<String, PendingLot>,
-    resync: Option<(Vec<Arc<Lot>>, bool)>,
+    resync: Option<PendingResync>,
     state: Option<ConnectionState>,
     skipped_total: u64,
 }
@@ -82,11 +98,12 @@ impl Queue {
     }
 
     /// Queue a change; returns how many versions were skipped by replacing a pending one.
-    fn push_lot(&self, lot: Arc<Lot>, previous_version: Option<Seq>) -> u64 {
+    fn push_lot(&self, lot: Arc<Lot>, epoch: &Arc<str>, previous_version: Option<Seq>) -> u64 {
         let mut pending = self.lock();
         let skipped = match pending.lots.get_mut(&lot.id) {
             Some(waiting) => {
                 waiting.lot = lot;
+                waiting.epoch = epoch.clone();
                 waiting.skipped += 1;
                 1
             }
@@ -96,6 +113,7 @@ impl Queue {
                     lot.id.clone(),
                     PendingLot {
                         lot,
+                        epoch: epoch.clone(),
                         previous_version,
                         skipped: 0,
                     },
@@ -109,15 +127,20 @@ impl Queue {
         skipped
     }
 
-    fn push_resync(&self, lots: Vec<Arc<Lot>>, epoch_changed: bool) -> u64 {
+    fn push_resync(&self, lots: Vec<Arc<Lot>>, epoch: &Arc<str>, epoch_changed: bool) -> u64 {
         let mut pending = self.lock();
         // The full set supersedes every pending change.
         let superseded = pending.lots.len() as u64;
         pending.lots.clear();
         pending.order.retain(|slot| !matches!(slot, Slot::Lot(_)));
         let epoch_changed =
-            epoch_changed || pending.resync.as_ref().is_some_and(|(_, changed)| *changed);
-        if pending.resync.replace((lots, epoch_changed)).is_none() {
+            epoch_changed || pending.resync.as_ref().is_some_and(|r| r.epoch_changed);
+        let resync = PendingResync {
+            lots,
+            epoch: Some(epoch.clone()),
+            epoch_changed,
+        };
+        if pending.resync.replace(resync).is_none() {
             pending.order.push_back(Slot::Resync);
         }
         pending.skipped_total += superseded;
@@ -141,16 +164,22 @@ impl Queue {
         match slot {
             Slot::Lot(id) => pending.lots.remove(&id).map(|p| Update::LotChanged {
                 lot: p.lot,
+                epoch: p.epoch,
                 previous_version: p.previous_version,
                 skipped: p.skipped,
             }),
-            Slot::Resync => pending
-                .resync
-                .take()
-                .map(|(lots, epoch_changed)| Update::Resynced {
-                    lots,
-                    epoch_changed,
-                }),
+            Slot::Resync => pending.resync.take().map(|resync| match resync.epoch {
+                Some(epoch) => Update::Resynced {
+                    lots: resync.lots,
+                    epoch,
+                    epoch_changed: resync.epoch_changed,
+                },
+                // Only a subscription's own first update has no epoch yet.
+                None => Update::Snapshot {
+                    lots: resync.lots,
+                    epoch: None,
+                },
+            }),
             Slot::State => pending.state.take().map(Update::State),
         }
     }
@@ -175,12 +204,21 @@ impl Fanout {
 
     /// Register a display whose first update is `initial`. The caller holds the mirror
     /// lock so no change slips between the snapshot and the registration.
-    pub fn subscribe(&self, initial: Vec<Arc<Lot>>, state: ConnectionState) -> Subscription {
+    pub fn subscribe(
+        &self,
+        initial: Vec<Arc<Lot>>,
+        epoch: Option<Arc<str>>,
+        state: ConnectionState,
+    ) -> Subscription {
         let queue = Arc::new(Queue::default());
         {
             let mut pending = queue.lock();
             pending.order.push_back(Slot::Resync);
-            pending.resync = Some((initial, false));
+            pending.resync = Some(PendingResync {
+                lots: initial,
+                epoch,
+                epoch_changed: false,
+            });
             pending.order.push_back(Slot::State);
             pending.state = Some(state);
         }
@@ -191,21 +229,26 @@ impl Fanout {
     }
 
     /// Returns the number of updates skipped across displays.
-    pub fn publish_lot(&self, lot: &Arc<Lot>, previous_version: Option<Seq>) -> u64 {
+    pub fn publish_lot(
+        &self,
+        lot: &Arc<Lot>,
+        epoch: &Arc<str>,
+        previous_version: Option<Seq>,
+    ) -> u64 {
         let skipped = self
             .queues()
             .iter()
-            .map(|q| q.push_lot(lot.clone(), previous_version))
+            .map(|q| q.push_lot(lot.clone(), epoch, previous_version))
             .sum();
         self.skipped.fetch_add(skipped, Ordering::Relaxed);
         skipped
     }
 
-    pub fn publish_resync(&self, lots: &[Arc<Lot>], epoch_changed: bool) -> u64 {
+    pub fn publish_resync(&self, lots: &[Arc<Lot>], epoch: &Arc<str>, epoch_changed: bool) -> u64 {
         let skipped = self
             .queues()
             .iter()
-            .map(|q| q.push_resync(lots.to_vec(), epoch_changed))
+            .map(|q| q.push_resync(lots.to_vec(), epoch, epoch_changed))
             .sum();
         self.skipped.fetch_add(skipped, Ordering::Relaxed);
         skipped
@@ -275,8 +318,11 @@ impl Subscription {
         let update = self.queue.pop()?;
         if std::mem::take(&mut self.first) {
             // The registration snapshot is delivered as `Snapshot`, not as a resync.
-            if let Update::Resynced { lots, .. } = update {
-                return Some(Update::Snapshot { lots });
+            if let Update::Resynced { lots, epoch, .. } = update {
+                return Some(Update::Snapshot {
+                    lots,
+                    epoch: Some(epoch),
+                });
             }
         }
         Some(update)
@@ -309,6 +355,10 @@ mod tests {
         Arc::new(lot)
     }
 
+    fn e() -> Arc<str> {
+        Arc::from("e1")
+    }
+
     fn drain(sub: &mut Subscription) -> Vec<Update> {
         std::iter::from_fn(|| sub.try_recv()).collect()
     }
@@ -316,12 +366,13 @@ mod tests {
     #[test]
     fn joins_with_a_snapshot_then_the_state() {
         let fanout = Fanout::default();
-        let mut sub = fanout.subscribe(vec![lot("a", 1)], ConnectionState::Live);
+        let mut sub = fanout.subscribe(vec![lot("a", 1)], Some(e()), ConnectionState::Live);
         assert_eq!(
             drain(&mut sub),
             vec![
                 Update::Snapshot {
-                    lots: vec![lot("a", 1)]
+                    lots: vec![lot("a", 1)],
+                    epoch: Some(e()),
                 },
                 Update::State(ConnectionState::Live)
             ]
@@ -331,22 +382,24 @@ mod tests {
     #[test]
     fn a_slow_display_skips_to_the_newest_version_of_each_lot() {
         let fanout = Fanout::default();
-        let mut sub = fanout.subscribe(vec![], ConnectionState::Live);
+        let mut sub = fanout.subscribe(vec![], Some(e()), ConnectionState::Live);
         drain(&mut sub);
         for seq in 1..=1000 {
-            fanout.publish_lot(&lot("a", seq), Some(seq - 1));
-            fanout.publish_lot(&lot("b", seq), Some(seq - 1));
+            fanout.publish_lot(&lot("a", seq), &e(), Some(seq - 1));
+            fanout.publish_lot(&lot("b", seq), &e(), Some(seq - 1));
         }
         assert_eq!(sub.pending(), 2, "one slot per lot, however many versions");
         assert_eq!(
             drain(&mut sub),
             vec![
                 Update::LotChanged {
+                    epoch: e(),
                     lot: lot("a", 1000),
                     previous_version: Some(0),
                     skipped: 999
                 },
                 Update::LotChanged {
+                    epoch: e(),
                     lot: lot("b", 1000),
                     previous_version: Some(0),
                     skipped: 999
@@ -359,11 +412,11 @@ mod tests {
     #[test]
     fn a_fast_display_is_not_held_back_by_a_slow_one() {
         let fanout = Fanout::default();
-        let mut slow = fanout.subscribe(vec![], ConnectionState::Live);
-        let mut fast = fanout.subscribe(vec![], ConnectionState::Live);
+        let mut slow = fanout.subscribe(vec![], Some(e()), ConnectionState::Live);
+        let mut fast = fanout.subscribe(vec![], Some(e()), ConnectionState::Live);
         drain(&mut fast);
         for seq in 1..=3 {
-            fanout.publish_lot(&lot("a", seq), Some(seq - 1));
+            fanout.publish_lot(&lot("a", seq), &e(), Some(seq - 1));
             let got = drain(&mut fast);
             assert_eq!(got.len(), 1);
             assert!(
@@ -377,21 +430,23 @@ mod tests {
     #[test]
     fn a_resync_supersedes_pending_changes() {
         let fanout = Fanout::default();
-        let mut sub = fanout.subscribe(vec![], ConnectionState::Live);
+        let mut sub = fanout.subscribe(vec![], Some(e()), ConnectionState::Live);
         drain(&mut sub);
-        fanout.publish_lot(&lot("a", 5), Some(4));
+        fanout.publish_lot(&lot("a", 5), &e(), Some(4));
         fanout.publish_state(ConnectionState::Syncing);
-        fanout.publish_resync(&[lot("a", 9)], true);
-        fanout.publish_lot(&lot("b", 10), None);
+        fanout.publish_resync(&[lot("a", 9)], &Arc::from("e2"), true);
+        fanout.publish_lot(&lot("b", 10), &Arc::from("e2"), None);
         assert_eq!(
             drain(&mut sub),
             vec![
                 Update::State(ConnectionState::Syncing),
                 Update::Resynced {
                     lots: vec![lot("a", 9)],
+                    epoch: Arc::from("e2"),
                     epoch_changed: true
                 },
                 Update::LotChanged {
+                    epoch: Arc::from("e2"),
                     lot: lot("b", 10),
                     previous_version: None,
                     skipped: 0
@@ -403,13 +458,16 @@ mod tests {
     #[test]
     fn only_the_newest_state_is_kept() {
         let fanout = Fanout::default();
-        let mut sub = fanout.subscribe(vec![], ConnectionState::Connecting);
+        let mut sub = fanout.subscribe(vec![], Some(e()), ConnectionState::Connecting);
         fanout.publish_state(ConnectionState::Syncing);
         fanout.publish_state(ConnectionState::Live);
         assert_eq!(
             drain(&mut sub),
             vec![
-                Update::Snapshot { lots: vec![] },
+                Update::Snapshot {
+                    lots: vec![],
+                    epoch: Some(e()),
+                },
                 Update::State(ConnectionState::Live)
             ]
         );
@@ -418,11 +476,11 @@ mod tests {
     #[tokio::test]
     async fn recv_wakes_on_publish_and_ends_on_close() {
         let fanout = Arc::new(Fanout::default());
-        let mut sub = fanout.subscribe(vec![], ConnectionState::Live);
+        let mut sub = fanout.subscribe(vec![], Some(e()), ConnectionState::Live);
         drain(&mut sub);
         let publisher = fanout.clone();
         let task = tokio::spawn(async move {
-            publisher.publish_lot(&lot("a", 1), None);
+            publisher.publish_lot(&lot("a", 1), &e(), None);
             publisher.close();
         });
         assert!(matches!(sub.recv().await, Some(Update::LotChanged { .. })));
@@ -433,9 +491,9 @@ mod tests {
     #[test]
     fn dropped_subscriptions_are_pruned() {
         let fanout = Fanout::default();
-        let sub = fanout.subscribe(vec![], ConnectionState::Live);
+        let sub = fanout.subscribe(vec![], Some(e()), ConnectionState::Live);
         drop(sub);
-        let _other = fanout.subscribe(vec![], ConnectionState::Live);
+        let _other = fanout.subscribe(vec![], Some(e()), ConnectionState::Live);
         assert_eq!(fanout.queues().len(), 1);
     }
 }

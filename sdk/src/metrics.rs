@@ -25,6 +25,7 @@ pub(crate) struct Metrics {
     pub stale_responses: AtomicU64,
     pub applied: AtomicU64,
     pub ignored_stale_versions: AtomicU64,
+    pub other_epoch_answers: AtomicU64,
     pub resyncs: AtomicU64,
     pub catchups: AtomicU64,
     pub reconnects: AtomicU64,
@@ -55,6 +56,7 @@ impl Default for Metrics {
             stale_responses: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             ignored_stale_versions: AtomicU64::new(0),
+            other_epoch_answers: AtomicU64::new(0),
             resyncs: AtomicU64::new(0),
             catchups: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
@@ -112,6 +114,7 @@ impl Metrics {
             stale_responses: get(&self.stale_responses),
             applied: get(&self.applied),
             ignored_stale_versions: get(&self.ignored_stale_versions),
+            other_epoch_answers: get(&self.other_epoch_answers),
             resyncs: get(&self.resyncs),
             catchups: get(&self.catchups),
             reconnects: get(&self.reconnects),
@@ -204,6 +207,8 @@ pub struct MetricsSnapshot {
     pub applied: u64,
     /// Lot versions not applied because the mirror already had a newer one.
     pub ignored_stale_versions: u64,
+    /// Fetch or cache answers read in another epoch than the mirror's (dropped).
+    pub other_epoch_answers: u64,
     /// Full resynchronisations from a snapshot (including the first load).
     pub resyncs: u64,
     /// Catch-ups of missed notices through the change log.
@@ -232,7 +237,7 @@ impl MetricsSnapshot {
     /// assert!(text.contains("# TYPE lotsync_fetches_total counter"));
     /// ```
     pub fn to_prometheus(&self) -> String {
-        let counters: [(&str, &str, u64); 22] = [
+        let counters: [(&str, &str, u64); 23] = [
             ("notices", "Notices received", self.notices),
             (
                 "coalesced_notices",
@@ -278,6 +283,11 @@ impl MetricsSnapshot {
                 "ignored_stale_versions",
                 "Lot versions older than the mirror's",
                 self.ignored_stale_versions,
+            ),
+            (
+                "other_epoch_answers",
+                "Fetch or cache answers of another epoch, dropped",
+                self.other_epoch_answers,
             ),
             ("resyncs", "Snapshot resynchronisations", self.resyncs),
             (
@@ -363,6 +373,6 @@ mod tests {
         Metrics::add(&metrics.fetches, 3);
         let text = metrics.snapshot().to_prometheus();
         assert!(text.contains("lotsync_fetches_total 3"), "{text}");
-        assert_eq!(text.matches("# TYPE").count(), 23);
+        assert_eq!(text.matches("# TYPE").count(), 24);
     }
 }

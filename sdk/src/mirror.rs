@@ -17,7 +17,7 @@ use crate::state::ConnectionState;
 #[derive(Debug, Default)]
 struct MirrorState {
     lots: BTreeMap<String, Arc<Lot>>,
-    epoch: Option<String>,
+    epoch: Option<Arc<str>>,
     /// Highest sequence the mirror is known to reflect: the snapshot's, raised by
     /// every newer lot applied.
     seq: Seq,
@@ -113,7 +113,7 @@ impl Mirror {
 
     /// Epoch of the master history the mirror follows (`None` before the first snapshot).
     pub fn epoch(&self) -> Option<String> {
-        self.read().epoch.clone()
+        self.read().epoch.as_deref().map(str::to_owned)
     }
 
     /// Whether what the mirror holds may be old (the client is not live).
@@ -126,9 +126,9 @@ impl Mirror {
     /// read that began in an old epoch can never land in a new one.
     pub(crate) fn apply(&self, epoch: &str, lot: Lot) -> Applied {
         let mut state = self.write();
-        if state.epoch.as_deref() != Some(epoch) {
+        let Some(held_epoch) = state.epoch.clone().filter(|held| &**held == epoch) else {
             return Applied::OtherEpoch;
-        }
+        };
         let previous = state.lots.get(&lot.id).map(|held| held.seq);
         if let Some(held) = previous.filter(|held| *held >= lot.seq) {
             return Applied::NotNewer { held };
@@ -136,7 +136,7 @@ impl Mirror {
         state.seq = state.seq.max(lot.seq);
         let lot = Arc::new(lot);
         state.lots.insert(lot.id.clone(), lot.clone());
-        self.shared.fanout.publish_lot(&lot, previous);
+        self.shared.fanout.publish_lot(&lot, &held_epoch, previous);
         drop(state);
         self.shared.changes.send_modify(|n| *n += 1);
         match previous {
@@ -145,13 +145,15 @@ impl Mirror {
         }
     }
 
-    /// Load a snapshot consistent as of `seq`. Within the same epoch a lot is only
+    /// Load a snapshot consistent as of `seq`. Within the same history a lot is only
     /// replaced by a newer version (fetches may have moved past the snapshot); a new
-    /// epoch replaces everything, since its versions are not comparable with the old.
-    /// Returns whether the epoch changed.
-    pub(crate) fn resync(&self, epoch: &str, seq: Seq, lots: Vec<Lot>) -> bool {
+    /// epoch, or the same epoch `rewound` to an earlier head (a restored backup, a
+    /// promoted standby that had not seen everything), replaces everything, since its
+    /// versions are not comparable with the ones held. Returns whether the history
+    /// changed.
+    pub(crate) fn resync(&self, epoch: &str, seq: Seq, lots: Vec<Lot>, rewound: bool) -> bool {
         let mut state = self.write();
-        let epoch_changed = state.epoch.as_deref().is_some_and(|held| held != epoch);
+        let epoch_changed = rewound || state.epoch.as_deref().is_some_and(|held| held != epoch);
         let mut fresh: BTreeMap<String, Arc<Lot>> = BTreeMap::new();
         for lot in lots {
             let keep_held = !epoch_changed
@@ -174,9 +176,15 @@ impl Mirror {
                 .fold(seq.max(state.seq), Seq::max)
         };
         state.lots = fresh;
-        state.epoch = Some(epoch.to_owned());
+        let epoch: Arc<str> = match state.epoch.take() {
+            Some(held) if &*held == epoch => held,
+            _ => Arc::from(epoch),
+        };
+        state.epoch = Some(epoch.clone());
         let all: Vec<Arc<Lot>> = state.lots.values().cloned().collect();
-        self.shared.fanout.publish_resync(&all, epoch_changed);
+        self.shared
+            .fanout
+            .publish_resync(&all, &epoch, epoch_changed);
         drop(state);
         self.shared.changes.send_modify(|n| *n += 1);
         epoch_changed
@@ -203,9 +211,11 @@ impl Mirror {
     pub(crate) fn subscribe(&self) -> Subscription {
         let state = self.read();
         let lots = state.lots.values().cloned().collect();
-        self.shared
-            .fanout
-            .subscribe(lots, state.state.unwrap_or(ConnectionState::Connecting))
+        self.shared.fanout.subscribe(
+            lots,
+            state.epoch.clone(),
+            state.state.unwrap_or(ConnectionState::Connecting),
+        )
     }
 }
 
@@ -238,7 +248,7 @@ mod tests {
         ];
         for (held, incoming, expected, after) in table {
             let mirror = Mirror::default();
-            mirror.resync("e1", 0, vec![]);
+            mirror.resync("e1", 0, vec![], false);
             if let Some(held) = held {
                 mirror.apply("e1", lot("a", held, 1));
             }
@@ -259,7 +269,7 @@ mod tests {
             Applied::OtherEpoch,
             "no history yet"
         );
-        mirror.resync("e2", 0, vec![]);
+        mirror.resync("e2", 0, vec![], false);
         assert_eq!(mirror.apply("e1", lot("a", 9, 1)), Applied::OtherEpoch);
         assert!(mirror.get("a").is_none());
         assert_eq!(mirror.apply("e2", lot("a", 1, 1)), Applied::Inserted);
@@ -268,7 +278,7 @@ mod tests {
     #[test]
     fn out_of_order_responses_never_regress() {
         let mirror = Mirror::default();
-        mirror.resync("e1", 0, vec![]);
+        mirror.resync("e1", 0, vec![], false);
         for seq in [3, 1, 7, 2, 7, 5, 8, 4] {
             mirror.apply("e1", lot("a", seq, seq as i64));
         }
@@ -280,7 +290,7 @@ mod tests {
     #[test]
     fn displays_see_only_forward_changes() {
         let mirror = Mirror::default();
-        mirror.resync("e1", 0, vec![]);
+        mirror.resync("e1", 0, vec![], false);
         let mut display = mirror.subscribe();
         for seq in [2, 1, 4, 3] {
             mirror.apply("e1", lot("a", seq, 0));
@@ -298,12 +308,13 @@ mod tests {
     #[test]
     fn resync_in_the_same_epoch_keeps_newer_lots() {
         let mirror = Mirror::default();
-        mirror.resync("e1", 10, vec![lot("a", 3, 1), lot("b", 4, 1)]);
+        mirror.resync("e1", 10, vec![lot("a", 3, 1), lot("b", 4, 1)], false);
         mirror.apply("e1", lot("a", 12, 2));
         let changed = mirror.resync(
             "e1",
             11,
             vec![lot("a", 9, 3), lot("b", 11, 3), lot("c", 5, 3)],
+            false,
         );
         assert!(!changed);
         assert_eq!(mirror.get("a").unwrap().seq, 12, "kept the newer lot");
@@ -315,8 +326,8 @@ mod tests {
     #[test]
     fn resync_to_a_new_epoch_replaces_everything() {
         let mirror = Mirror::default();
-        mirror.resync("e1", 100, vec![lot("a", 90, 1), lot("gone", 50, 1)]);
-        let changed = mirror.resync("e2", 3, vec![lot("a", 2, 7)]);
+        mirror.resync("e1", 100, vec![lot("a", 90, 1), lot("gone", 50, 1)], false);
+        let changed = mirror.resync("e2", 3, vec![lot("a", 2, 7)], false);
         assert!(changed);
         assert_eq!(
             mirror.get("a").unwrap().seq,
@@ -326,6 +337,62 @@ mod tests {
         assert!(mirror.get("gone").is_none());
         assert_eq!(mirror.seq(), 3);
         assert_eq!(mirror.epoch().as_deref(), Some("e2"));
+    }
+
+    #[test]
+    fn a_rewound_history_replaces_what_it_does_not_have() {
+        let mirror = Mirror::default();
+        mirror.resync("e1", 10, vec![lot("a", 9, 1), lot("b", 4, 1)], false);
+        mirror.apply("e1", lot("new", 10, 1));
+        let mut display = mirror.subscribe();
+        while display.try_recv().is_some() {}
+        // The same epoch, restored to a backup taken at sequence 6: "a" at 9 and "new"
+        // never happened there.
+        let changed = mirror.resync("e1", 6, vec![lot("a", 5, 2), lot("b", 4, 1)], true);
+        assert!(changed, "a rewound history is a changed history");
+        assert_eq!(mirror.get("a").unwrap().seq, 5, "replaced, not kept");
+        assert_eq!(mirror.get("a").unwrap().current_price, 2);
+        assert!(mirror.get("new").is_none(), "what the history lost is gone");
+        assert_eq!(mirror.seq(), 6);
+        assert!(matches!(
+            display.try_recv(),
+            Some(Update::Resynced { epoch_changed: true, ref epoch, .. }) if &**epoch == "e1"
+        ));
+        // And the new history's versions apply from there.
+        assert_eq!(
+            mirror.apply("e1", lot("a", 7, 3)),
+            Applied::Updated { previous: 5 }
+        );
+    }
+
+    #[test]
+    fn updates_carry_the_epoch_of_their_lots() {
+        let mirror = Mirror::default();
+        let mut display = mirror.subscribe();
+        assert_eq!(
+            display.try_recv(),
+            Some(Update::Snapshot {
+                lots: vec![],
+                epoch: None
+            })
+        );
+        mirror.resync("e1", 1, vec![lot("a", 1, 1)], false);
+        mirror.apply("e1", lot("a", 2, 2));
+        let epochs: Vec<String> = std::iter::from_fn(|| display.try_recv())
+            .filter_map(|update| match update {
+                Update::Resynced { epoch, .. } | Update::LotChanged { epoch, .. } => {
+                    Some(epoch.to_string())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(epochs, ["e1", "e1"]);
+        mirror.resync("e2", 1, vec![lot("a", 1, 5)], false);
+        let joined = mirror.subscribe().try_recv();
+        assert!(
+            matches!(joined, Some(Update::Snapshot { epoch: Some(ref e), .. }) if &**e == "e2"),
+            "{joined:?}"
+        );
     }
 
     #[test]

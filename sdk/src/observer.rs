@@ -5,8 +5,9 @@ use crate::protocol::{Heartbeat, Notice, Seq};
 
 /// Told what the sync task sees, in order: a terminal server relays it downstream.
 pub(crate) trait SyncObserver: Send + Sync {
-    /// The mirror was loaded from a snapshot of `epoch` consistent as of `seq`.
-    fn resynced(&self, epoch: &str, seq: Seq);
+    /// The mirror was loaded from a snapshot of `epoch` consistent as of `seq`;
+    /// `rewound` when it replaced a history that went back under the same epoch.
+    fn resynced(&self, epoch: &str, seq: Seq, rewound: bool);
     /// The cursor accepted this notice (the next in sequence).
     fn noticed(&self, notice: Notice);
     /// A heartbeat of the current epoch arrived.

@@ -32,6 +32,8 @@ pub(crate) struct Options {
     pub retry_max: Duration,
     /// Disconnected this long, the state turns from reconnecting to stale.
     pub stale_after: Duration,
+    /// Fetches failing this long, a live state turns degraded.
+    pub degraded_after: Duration,
     /// Largest SSE event accepted; a larger one is dropped, counted and the stream reconnected.
     pub max_event_bytes: usize,
     /// Largest fetch response body accepted.
@@ -67,6 +69,7 @@ impl Default for Options {
             retry_base: Duration::from_millis(50),
             retry_max: Duration::from_secs(5),
             stale_after: Duration::from_secs(5),
+            degraded_after: Duration::from_secs(5),
             max_event_bytes: 64 * 1024,
             max_response_bytes: 32 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
@@ -96,6 +99,7 @@ impl fmt::Debug for Options {
             .field("retry_base", &self.retry_base)
             .field("retry_max", &self.retry_max)
             .field("stale_after", &self.stale_after)
+            .field("degraded_after", &self.degraded_after)
             .field("max_event_bytes", &self.max_event_bytes)
             .field("max_response_bytes", &self.max_response_bytes)
             .field("request_timeout", &self.request_timeout)
@@ -229,6 +233,21 @@ impl ClientBuilder {
     /// ```
     pub fn stale_after(mut self, after: Duration) -> Self {
         self.options.stale_after = after;
+        self
+    }
+
+    /// How long fetches may keep failing (a stalled replica, 503s) while notices still
+    /// arrive before a live state becomes
+    /// [`Degraded`](crate::ConnectionState::Degraded) (default 5 s). The first
+    /// successful fetch or snapshot makes it live again.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = lotsync::Client::builder("http://127.0.0.1:8080")
+    ///     .degraded_after(Duration::from_secs(2));
+    /// ```
+    pub fn degraded_after(mut self, after: Duration) -> Self {
+        self.options.degraded_after = after;
         self
     }
 
@@ -404,6 +423,7 @@ impl ClientBuilder {
             ("reconnect_delay", options.reconnect_max),
             ("retry_delay", options.retry_max),
             ("stale_after", options.stale_after),
+            ("degraded_after", options.degraded_after),
             ("request_timeout", options.request_timeout),
         ] {
             if value > day {

@@ -30,7 +30,7 @@ use crate::protocol::{
     ChangesResponse, EVENT_HEARTBEAT, EVENT_HELLO, EVENT_NOTICE, EVENT_RESET, Heartbeat, Hello,
     Notice, Reset, Seq, validate_lot_id,
 };
-use crate::state::ConnectionState;
+use crate::state::{ConnectionState, StatePublisher};
 use crate::transport::ReqwestTransport;
 
 /// Resyncs one catch-up may need before it gives up and reconnects (each resync
@@ -55,7 +55,7 @@ pub(crate) struct SyncTask {
     pub dirty: Arc<DirtySet>,
     pub metrics: Arc<Metrics>,
     pub options: Options,
-    pub state: Arc<watch::Sender<ConnectionState>>,
+    pub state: Arc<StatePublisher>,
     pub synced: watch::Sender<bool>,
     pub cancel: CancellationToken,
     /// Epoch of the history the cursor belongs to.
@@ -73,6 +73,10 @@ pub(crate) struct SyncTask {
     /// This connection's `hello` announced a new epoch and a snapshot of it was loaded:
     /// the `reset` that follows needs no second snapshot.
     resynced_on_hello: bool,
+    /// The upstream's head went below the cursor within one epoch (a restored backup,
+    /// a promoted standby): the next snapshot, if it trails the cursor too, replaces
+    /// the mirror instead of merging into it.
+    suspect_rewind: bool,
 }
 
 impl SyncTask {
@@ -84,7 +88,7 @@ impl SyncTask {
         dirty: Arc<DirtySet>,
         metrics: Arc<Metrics>,
         options: Options,
-        state: Arc<watch::Sender<ConnectionState>>,
+        state: Arc<StatePublisher>,
         synced: watch::Sender<bool>,
         cancel: CancellationToken,
     ) -> Self {
@@ -107,12 +111,12 @@ impl SyncTask {
             idle_timeout,
             upstream_stale_since: None,
             resynced_on_hello: false,
+            suspect_rewind: false,
         }
     }
 
     fn set_state(&self, state: ConnectionState) {
-        self.state.send_replace(state);
-        self.mirror.set_state(state);
+        self.state.set_stream(state);
     }
 
     pub async fn run(mut self) {
@@ -168,17 +172,33 @@ impl SyncTask {
             )));
         }
         let epoch = snapshot.epoch.clone();
-        let epoch_changed = self.mirror.resync(&epoch, snapshot.seq, snapshot.lots);
-        if epoch_changed || self.epoch.as_deref() != Some(epoch.as_str()) {
+        let same_epoch = self.epoch.as_deref() == Some(epoch.as_str());
+        // A head below the cursor was only a trailing server if the snapshot has
+        // caught up; one still short of what was seen is a history that lost it.
+        let rewound =
+            std::mem::take(&mut self.suspect_rewind) && same_epoch && snapshot.seq < self.cursor;
+        if rewound {
+            warn!(
+                cursor = self.cursor,
+                head = snapshot.seq,
+                "the history was rewound under the same epoch; replacing the mirror"
+            );
+        }
+        let epoch_changed = self
+            .mirror
+            .resync(&epoch, snapshot.seq, snapshot.lots, rewound);
+        if epoch_changed || !same_epoch {
             // Sequences of another history mean nothing here.
             self.dirty.clear();
         }
         if let Some(observer) = &self.options.observer {
-            observer.resynced(&epoch, snapshot.seq);
+            observer.resynced(&epoch, snapshot.seq, rewound);
         }
         self.epoch = Some(epoch);
         self.cursor = snapshot.seq;
         self.need_snapshot = false;
+        // The master answers in full again, whatever fetches said before.
+        self.state.fetch_succeeded();
         Metrics::inc(&self.metrics.resyncs);
         self.synced.send_replace(true);
         info!(
@@ -343,6 +363,9 @@ impl SyncTask {
                     info!("heartbeat from a new epoch; resynchronising");
                     return self.resync_inline().await;
                 }
+                if heartbeat.head < self.cursor {
+                    return self.on_rewind(heartbeat.head).await;
+                }
                 if heartbeat.head > self.cursor {
                     Metrics::inc(&self.metrics.gaps);
                     debug!(
@@ -371,6 +394,10 @@ impl SyncTask {
                     self.resynced_on_hello = true;
                     return Ok(());
                 }
+                if hello.head < self.cursor {
+                    self.on_rewind(hello.head).await?;
+                    self.resynced_on_hello = true;
+                }
                 Ok(())
             }
             EVENT_RESET => {
@@ -386,6 +413,9 @@ impl SyncTask {
                     debug!(reason = %reset.reason, head = reset.head, "reset after a fresh snapshot; catching up");
                     self.resynced_on_hello = false;
                     return self.catch_up(reset.head).await;
+                }
+                if same_history && reset.head < self.cursor {
+                    return self.on_rewind(reset.head).await;
                 }
                 info!(reason = %reset.reason, head = reset.head, "master asked for a resync");
                 self.resync_inline().await
@@ -513,6 +543,19 @@ impl SyncTask {
             }
         }
         Ok(())
+    }
+
+    /// The upstream's head is below what this client has seen, within one epoch:
+    /// either its history was rewound or it is a server that trails the one this
+    /// client followed before. A snapshot tells which (see [`SyncTask::resync`]).
+    async fn on_rewind(&mut self, head: Seq) -> Result<(), Ended> {
+        info!(
+            head,
+            cursor = self.cursor,
+            "head below the cursor; resynchronising"
+        );
+        self.suspect_rewind = true;
+        self.resync_inline().await
     }
 
     /// Resync without dropping the stream: notices keep buffering in the connection

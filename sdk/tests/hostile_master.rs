@@ -396,3 +396,77 @@ async fn wrong_content_types_and_a_10_mb_answer_are_not_data() {
         "{metrics:?}"
     );
 }
+
+#[tokio::test]
+async fn fetches_answered_503_for_good_leave_live_and_recover() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let replica_back = Arc::new(AtomicBool::new(false));
+    let back = replica_back.clone();
+    let fake = Fake::start(move |request, _| {
+        if request.path.starts_with("/v1/notices") {
+            // One healthy stream, held open: notices keep arriving fine.
+            return stream(format!("{}{}", hello(2), notice(2, "a")));
+        }
+        if request.path.starts_with("/v1/lots?") && !back.load(Ordering::SeqCst) {
+            // The replica is stalled: every fetch is a 503.
+            return Reply::Close(
+                b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n"
+                    .to_vec(),
+            );
+        }
+        snapshot_and_fetch(request).unwrap_or_else(|| {
+            Reply::Close(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_vec())
+        })
+    })
+    .await;
+    let client = lotsync::Client::builder(&fake.url)
+        .token("t")
+        .idle_timeout(Duration::from_secs(600))
+        .retry_delay(Duration::from_millis(10), Duration::from_millis(50))
+        .degraded_after(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let mut state = client.state();
+    // Copied out at once: a held `Ref` would block the client's next state change.
+    let degraded = tokio::time::timeout(
+        WAIT,
+        state.wait_for(|s| matches!(s, lotsync::ConnectionState::Degraded { .. })),
+    )
+    .await
+    .map(|found| found.map(|state| *state));
+    assert!(
+        matches!(degraded, Ok(Ok(_))),
+        "still {} while every fetch fails",
+        *client.state().borrow()
+    );
+    assert!(
+        client.mirror().is_stale(),
+        "a degraded mirror is not current"
+    );
+    assert_eq!(
+        client.mirror().get("a").unwrap().seq,
+        1,
+        "nothing half-applied"
+    );
+    assert_eq!(
+        fake.requests("/v1/notices").len(),
+        1,
+        "the stream itself stayed up"
+    );
+
+    // The replica catches up: the next retry succeeds and the state is live again.
+    replica_back.store(true, Ordering::SeqCst);
+    assert!(
+        eventually(&client, WAIT, || client
+            .mirror()
+            .get("a")
+            .is_some_and(|a| a.seq == 2))
+        .await
+    );
+    assert!(
+        client.wait_live(WAIT).await,
+        "still {} after fetches recovered",
+        *client.state().borrow()
+    );
+    client.shutdown().await;
+}

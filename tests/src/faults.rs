@@ -29,10 +29,11 @@ pub fn watch_display(
                     }
                     shown.insert(lot.id.clone(), lot.seq);
                 }
-                Update::Snapshot { lots }
+                Update::Snapshot { lots, .. }
                 | Update::Resynced {
                     lots,
                     epoch_changed: false,
+                    ..
                 } => {
                     for lot in lots {
                         if shown.get(&lot.id).is_some_and(|held| *held > lot.seq) {
@@ -44,6 +45,7 @@ pub fn watch_display(
                 Update::Resynced {
                     lots,
                     epoch_changed: true,
+                    ..
                 } => {
                     shown = lots.iter().map(|l| (l.id.clone(), l.seq)).collect();
                 }

@@ -411,7 +411,7 @@ fn watch_display(
         while let Some(update) = display.recv().await {
             let lots = match update {
                 Update::LotChanged { lot, .. } => vec![lot],
-                Update::Snapshot { lots } | Update::Resynced { lots, .. } => lots,
+                Update::Snapshot { lots, .. } | Update::Resynced { lots, .. } => lots,
                 Update::State(_) => continue,
             };
             for lot in lots {

@@ -179,7 +179,7 @@ async fn history_that_cannot_be_caught_up_leads_to_a_resync() {
     assert_converged(&master, std::slice::from_ref(&client)).await;
     assert!(client.metrics().resyncs >= 2, "{:?}", client.metrics());
     while let Some(update) = display.try_recv() {
-        if let Update::Resynced { lots, .. } | Update::Snapshot { lots } = update {
+        if let Update::Resynced { lots, .. } | Update::Snapshot { lots, .. } = update {
             assert_eq!(lots.len(), 3, "the display is never blanked");
         }
     }
@@ -257,7 +257,7 @@ async fn a_slow_display_does_not_stall_a_fast_one() {
                 let previous = newest.insert(lot.id.clone(), lot.seq);
                 assert!(previous.is_none_or(|p| p < lot.seq), "went back in time");
             }
-            Some(Update::Snapshot { lots }) => {
+            Some(Update::Snapshot { lots, .. }) => {
                 newest.extend(lots.iter().map(|l| (l.id.clone(), l.seq)))
             }
             Some(_) => {}

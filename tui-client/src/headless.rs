@@ -42,22 +42,27 @@ pub async fn run(
 /// The JSON form of one update.
 pub fn to_json(update: &Update) -> Value {
     match update {
-        Update::Snapshot { lots } => json!({"type": "snapshot", "lots": plain(lots)}),
+        Update::Snapshot { lots, epoch } => {
+            json!({"type": "snapshot", "lots": plain(lots), "epoch": epoch.as_deref()})
+        }
         Update::LotChanged {
             lot,
+            epoch,
             previous_version,
             skipped,
         } => json!({
             "type": "lot",
             "lot": &**lot,
+            "epoch": &**epoch,
             "previous_version": previous_version,
             "skipped": skipped,
         }),
         Update::Resynced {
             lots,
+            epoch,
             epoch_changed,
         } => {
-            json!({"type": "resynced", "lots": plain(lots), "epoch_changed": epoch_changed})
+            json!({"type": "resynced", "lots": plain(lots), "epoch": &**epoch, "epoch_changed": epoch_changed})
         }
         Update::State(state) => state_json(*state),
     }
@@ -84,6 +89,11 @@ fn state_json(state: ConnectionState) -> Value {
             "state": "stale",
             "down_ms": since.elapsed().as_millis() as u64,
         }),
+        ConnectionState::Degraded { since } => json!({
+            "type": "state",
+            "state": "degraded",
+            "failing_ms": since.elapsed().as_millis() as u64,
+        }),
         ConnectionState::Failed => json!({"type": "state", "state": "failed"}),
         ConnectionState::Closed => json!({"type": "state", "state": "closed"}),
     }
@@ -98,6 +108,7 @@ mod tests {
         let lot = Arc::new(Lot::example("lot-1"));
         let line = to_json(&Update::LotChanged {
             lot: lot.clone(),
+            epoch: Arc::from("e1"),
             previous_version: Some(3),
             skipped: 1,
         });
@@ -105,8 +116,12 @@ mod tests {
         assert_eq!(line["lot"]["id"], "lot-1");
         assert_eq!(line["previous_version"], 3);
         assert_eq!(line["skipped"], 1);
+        assert_eq!(line["epoch"], "e1");
         assert_eq!(
-            to_json(&Update::Snapshot { lots: vec![lot] })["lots"][0]["id"],
+            to_json(&Update::Snapshot {
+                lots: vec![lot],
+                epoch: None
+            })["lots"][0]["id"],
             "lot-1"
         );
         assert_eq!(

@@ -26,6 +26,12 @@ pub enum Link {
         /// When the stream went down.
         since: DateTime<Utc>,
     },
+    /// Notices arrive but fetching the lots they name keeps failing: prices shown
+    /// may trail them.
+    Degraded {
+        /// When fetches started failing.
+        since: DateTime<Utc>,
+    },
     /// The client stopped updating (an internal failure, in the log).
     Failed,
     /// The client has shut down.
@@ -49,6 +55,7 @@ impl Link {
                 format!("RECONNECTING #{attempt} · {}", ago(since))
             }
             Link::Stale { since } => format!("STALE · {}", ago(since)),
+            Link::Degraded { since } => format!("DEGRADED · {}", ago(since)),
             Link::Failed => "FAILED".to_owned(),
             Link::Closed => "CLOSED".to_owned(),
         }

@@ -147,11 +147,12 @@ async fn event_loop(
 /// The action an SDK update means.
 pub fn action_of(update: Update) -> Action {
     match update {
-        Update::Snapshot { lots } => Action::Snapshot(lots),
+        Update::Snapshot { lots, .. } => Action::Snapshot(lots),
         Update::LotChanged { lot, skipped, .. } => Action::LotChanged { lot, skipped },
         Update::Resynced {
             lots,
             epoch_changed,
+            ..
         } => Action::Resynced {
             lots,
             epoch_changed,
@@ -175,6 +176,7 @@ pub fn link_of(state: ConnectionState) -> Link {
             since: wall(since),
         },
         ConnectionState::Stale { since } => Link::Stale { since: wall(since) },
+        ConnectionState::Degraded { since } => Link::Degraded { since: wall(since) },
         ConnectionState::Failed => Link::Failed,
         ConnectionState::Closed => Link::Closed,
     }
@@ -230,5 +232,8 @@ mod tests {
         let down = link_of(ConnectionState::Reconnecting { attempt: 4, since });
         assert!(matches!(down, Link::Reconnecting { attempt: 4, .. }));
         assert!(!link_of(ConnectionState::Stale { since }).is_live());
+        let degraded = link_of(ConnectionState::Degraded { since });
+        assert!(!degraded.is_live(), "failing fetches are not live");
+        assert!(degraded.label(Utc::now()).starts_with("DEGRADED"));
     }
 }

@@ -76,18 +76,20 @@ impl Warmer {
             progress: watch::Sender::new(WarmerStats::default()),
         });
         let mut display = client.subscribe();
-        let mirror = client.mirror();
         let task = {
             let counters = counters.clone();
             tokio::spawn(async move {
                 while let Some(update) = display.recv().await {
-                    let Some(epoch) = mirror.epoch() else {
-                        continue;
-                    };
-                    let lots: Vec<Arc<Lot>> = match update {
-                        Update::LotChanged { lot, .. } => vec![lot],
-                        Update::Snapshot { lots } | Update::Resynced { lots, .. } => lots,
-                        Update::State(_) => continue,
+                    // Each lot is stored under the epoch it was read in, carried by the
+                    // update itself: the mirror may have moved to another history since.
+                    let (epoch, lots): (Arc<str>, Vec<Arc<Lot>>) = match update {
+                        Update::LotChanged { lot, epoch, .. } => (epoch, vec![lot]),
+                        Update::Snapshot {
+                            lots,
+                            epoch: Some(epoch),
+                        }
+                        | Update::Resynced { lots, epoch, .. } => (epoch, lots),
+                        Update::Snapshot { epoch: None, .. } | Update::State(_) => continue,
                     };
                     for lot in lots {
                         let counter = match cache.store(&epoch, &lot).await {

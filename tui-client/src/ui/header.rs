@@ -15,7 +15,9 @@ use crate::stats::short;
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let badge_style = match app.link {
         Link::Live => Style::new().fg(Color::Black).bg(Color::Green),
-        Link::Connecting | Link::Syncing => Style::new().fg(Color::Black).bg(Color::Yellow),
+        Link::Connecting | Link::Syncing | Link::Degraded { .. } => {
+            Style::new().fg(Color::Black).bg(Color::Yellow)
+        }
         Link::Reconnecting { .. } | Link::Stale { .. } | Link::Failed | Link::Closed => {
             Style::new()
                 .fg(Color::White)

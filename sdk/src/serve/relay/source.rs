@@ -146,10 +146,11 @@ impl Relay {
 }
 
 impl SyncObserver for Relay {
-    fn resynced(&self, epoch: &str, seq: Seq) {
+    fn resynced(&self, epoch: &str, seq: Seq, rewound: bool) {
         let mut pending = self.pending();
-        if epoch != self.log.epoch() {
-            tracing::info!(head = seq, "following a new upstream history");
+        if epoch != self.log.epoch() || rewound {
+            // Downstream cursors beyond `seq` see the head below them and resync too.
+            tracing::info!(head = seq, rewound, "following a new upstream history");
             pending.queue.clear();
             pending.observed = seq;
             self.upstream_head.store(seq, Relaxed);
