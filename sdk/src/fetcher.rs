@@ -354,8 +354,13 @@ impl Fetcher {
         let mut found: HashMap<String, crate::protocol::Lot> =
             lots.into_iter().map(|l| (l.id.clone(), l)).collect();
         let mut rest = Vec::new();
+        // After a rewound history, memcached may still hold the abandoned history's
+        // versions under this epoch's keys: only versions beyond it are trusted.
+        let trusted_above = self.mirror.rewound_upto();
         for claim in batch {
-            match found.remove(&claim.id).filter(|lot| lot.seq >= claim.want) {
+            let usable =
+                |lot: &crate::protocol::Lot| lot.seq >= claim.want && lot.seq > trusted_above;
+            match found.remove(&claim.id).filter(usable) {
                 Some(lot) => {
                     Metrics::inc(&self.metrics.cache_hits);
                     self.deliver(&epoch, &claim, lot);

@@ -22,6 +22,9 @@ struct MirrorState {
     /// every newer lot applied.
     seq: Seq,
     state: Option<ConnectionState>,
+    /// After a history rewound under the same epoch: versions up to here may be the
+    /// abandoned history's, so copies kept elsewhere (memcached) are not trusted.
+    rewound_upto: Seq,
 }
 
 #[derive(Debug)]
@@ -153,7 +156,13 @@ impl Mirror {
     /// changed.
     pub(crate) fn resync(&self, epoch: &str, seq: Seq, lots: Vec<Lot>, rewound: bool) -> bool {
         let mut state = self.write();
-        let epoch_changed = rewound || state.epoch.as_deref().is_some_and(|held| held != epoch);
+        let other_epoch = state.epoch.as_deref().is_some_and(|held| held != epoch);
+        let epoch_changed = rewound || other_epoch;
+        if other_epoch {
+            state.rewound_upto = 0;
+        } else if rewound {
+            state.rewound_upto = state.rewound_upto.max(state.seq);
+        }
         let mut fresh: BTreeMap<String, Arc<Lot>> = BTreeMap::new();
         for lot in lots {
             let keep_held = !epoch_changed
@@ -188,6 +197,12 @@ impl Mirror {
         drop(state);
         self.shared.changes.send_modify(|n| *n += 1);
         epoch_changed
+    }
+
+    /// Versions up to this one may belong to a history that was rewound under the
+    /// current epoch (0 when none was): a cached copy at such a version is not trusted.
+    pub(crate) fn rewound_upto(&self) -> Seq {
+        self.read().rewound_upto
     }
 
     /// Wakes on every change of the mirror's lots.
@@ -354,6 +369,11 @@ mod tests {
         assert_eq!(mirror.get("a").unwrap().current_price, 2);
         assert!(mirror.get("new").is_none(), "what the history lost is gone");
         assert_eq!(mirror.seq(), 6);
+        assert_eq!(
+            mirror.rewound_upto(),
+            10,
+            "cached copies up to 10 are suspect"
+        );
         assert!(matches!(
             display.try_recv(),
             Some(Update::Resynced { epoch_changed: true, ref epoch, .. }) if &**epoch == "e1"
