@@ -12,6 +12,7 @@ command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 command -v memcached >/dev/null 2>&1 || need_apt+=(memcached)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus) # promtool lints every /metrics
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
 [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
 [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light) # nchan, the benchmark's peer design

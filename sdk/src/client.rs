@@ -131,7 +131,7 @@ impl Client {
         let api = Api::new(fetch_http, &options);
         let transport = ReqwestTransport::new(http, options.max_event_bytes);
         let mirror = Mirror::default();
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(mirror.shared().fanout.skipped_counter()));
         let dirty = Arc::new(DirtySet::default());
         let cancel = CancellationToken::new();
         let (state_tx, state_rx) = watch::channel(ConnectionState::Connecting);
@@ -214,9 +214,7 @@ impl Client {
 
     /// A copy of the client's counters and latency percentiles.
     pub fn metrics(&self) -> MetricsSnapshot {
-        let mut snapshot = self.inner.metrics.snapshot();
-        snapshot.display_skipped = self.inner.mirror.shared().fanout.skipped();
-        snapshot
+        self.inner.metrics.snapshot()
     }
 
     /// The live counters (for a server that renders them with its own).

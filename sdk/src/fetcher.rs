@@ -250,6 +250,7 @@ impl Fetcher {
         let min_seq = batch.iter().map(|(_, want)| *want).max().unwrap_or(0);
         let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
         Metrics::inc(&self.metrics.fetches);
+        self.metrics.observe_batch(ids.len());
         let failed = match self.api.fetch_lots(&ids, min_seq).await {
             Ok(response) => self.apply(&batch, response),
             Err(error) => {
