@@ -125,9 +125,12 @@ impl Client {
             }
             Ok(builder)
         };
-        let http = http_builder()?.build()?;
+        let http = http_builder()?.build().map_err(BuildError::http)?;
         // The stream must not time out as a whole; only fetches and bids do.
-        let fetch_http = http_builder()?.timeout(options.request_timeout).build()?;
+        let fetch_http = http_builder()?
+            .timeout(options.request_timeout)
+            .build()
+            .map_err(BuildError::http)?;
         let api = Api::new(fetch_http, &options);
         let transport = ReqwestTransport::new(http, options.max_event_bytes);
         let mirror = Mirror::default();

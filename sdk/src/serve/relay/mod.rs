@@ -140,7 +140,8 @@ impl TerminalServerBuilder {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))
             .tcp_nodelay(true)
-            .build()?;
+            .build()
+            .map_err(crate::BuildError::http)?;
         let relay = Arc::new(Relay::new(
             self.ring,
             Arc::new(Access::new(self.display_tokens)),
