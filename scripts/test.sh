@@ -22,6 +22,12 @@ if ((${#need_apt[@]})); then
     apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# The OpenAPI documents are checked by a real validator in the tests.
+if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
+    echo "installing openapi-spec-validator" >&2
+    python3 -m pip install --quiet "openapi-spec-validator==0.9.0" >&2
+fi
+
 # Two memcached servers on loopback for the cache tier's tests.
 export LOTSYNC_MEMCACHED=127.0.0.1:21211,127.0.0.1:21212
 started=()
