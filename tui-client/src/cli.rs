@@ -118,6 +118,11 @@ impl Cli {
             return Err(format!("--bots {}: at most {MAX_BOTS}", self.bots));
         }
         if self.demo {
+            if !cfg!(feature = "demo") {
+                return Err(
+                    "--demo: this build has no demo (built without the `demo` feature)".to_owned(),
+                );
+            }
             if self.master.is_some() {
                 return Err("--demo runs its own master; leave out --master".to_owned());
             }
