@@ -196,10 +196,15 @@ mod tests {
             err.contains("not a terminal") && err.contains("--headless"),
             "{err}"
         );
-        assert_eq!(
-            parse(&["--demo", "--headless"]).validate(false),
-            Ok(Source::Demo { bots: 6 })
-        );
+        if cfg!(feature = "demo") {
+            assert_eq!(
+                parse(&["--demo", "--headless"]).validate(false),
+                Ok(Source::Demo { bots: 6 })
+            );
+        } else {
+            let err = parse(&["--demo", "--headless"]).validate(false).unwrap_err();
+            assert!(err.contains("no demo"), "{err}");
+        }
     }
 
     #[test]
