@@ -1,5 +1,7 @@
-//! Counters and the notice-to-mirror latency histogram, readable through
-//! [`Client::metrics`](crate::Client::metrics) and renderable as Prometheus text.
+//! The client's metrics: counters and histograms in one `prometheus-client` registry
+//! (served by [`Client::export_metrics`](crate::Client::export_metrics) and by a
+//! terminal server's `/metrics`), readable as a [`MetricsSnapshot`] through
+//! [`Client::metrics`](crate::Client::metrics).
 
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;

@@ -202,7 +202,9 @@ mod tests {
                 Ok(Source::Demo { bots: 6 })
             );
         } else {
-            let err = parse(&["--demo", "--headless"]).validate(false).unwrap_err();
+            let err = parse(&["--demo", "--headless"])
+                .validate(false)
+                .unwrap_err();
             assert!(err.contains("no demo"), "{err}");
         }
     }
