@@ -12,6 +12,7 @@ command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 command -v memcached >/dev/null 2>&1 || need_apt+=(memcached)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus) # promtool lints every /metrics
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
 [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
 [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light) # nchan, the benchmark's peer design
@@ -19,6 +20,12 @@ command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
 if ((${#need_apt[@]})); then
     echo "installing ${need_apt[*]}" >&2
     apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# The OpenAPI documents are checked by a real validator in the tests.
+if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
+    echo "installing openapi-spec-validator" >&2
+    python3 -m pip install --quiet "openapi-spec-validator==0.9.0" >&2
 fi
 
 # Two memcached servers on loopback for the cache tier's tests.

@@ -1,151 +1,147 @@
-//! Prometheus metrics of the master, rendered as text at `GET /metrics`.
-//!
-//! Plain atomics and a few small maps: the set of labels is fixed and small, so no
-//! metrics library is needed.
+//! Prometheus metrics of the master, rendered as text at `GET /metrics`: one
+//! `prometheus-client` registry holding the store's counters, the group-commit batch
+//! histogram, the replication gauges and the terminal routes' [`ServeMetrics`].
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 
 use lotsync::protocol::{OpKind, ReplicationStatus};
 use lotsync::serve::ServeMetrics;
+use prometheus_client::encoding::{EncodeLabelSet, prometheus_text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 
-/// Upper bounds of the group-commit batch size histogram.
-const BATCH_BUCKETS: [usize; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
-/// Counters and gauges of one master.
-#[derive(Default)]
-pub struct Metrics {
-    writes: [AtomicU64; 3],
-    bids_rejected: Mutex<BTreeMap<&'static str, u64>>,
-    batch_buckets: [AtomicU64; BATCH_BUCKETS.len()],
-    batch_sum: AtomicU64,
-    batch_count: AtomicU64,
-    /// What the terminal routes count: streams, notices sent, fetches, refusals.
-    pub serve: Arc<ServeMetrics>,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
 }
 
-fn kind_index(kind: OpKind) -> usize {
-    match kind {
-        OpKind::Upsert => 0,
-        OpKind::Status => 1,
-        OpKind::Bid => 2,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// Counters, gauges and histograms of one master, and the registry that names them.
+#[derive(Debug)]
+pub struct Metrics {
+    writes: Family<KindLabel, Counter>,
+    bids_rejected: Family<ReasonLabel, Counter>,
+    commit_batch_size: Histogram,
+    primary_head: Gauge,
+    replica_applied: Gauge,
+    replication_lag_ops: Gauge,
+    replication_lag_seconds: Gauge<f64, AtomicU64>,
+    /// What the terminal routes count: streams, notices sent, fetches, refusals.
+    pub serve: Arc<ServeMetrics>,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let metrics = Metrics {
+            writes: Family::default(),
+            bids_rejected: Family::default(),
+            // 1 to 256 commands per commit, doubling.
+            commit_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 9)),
+            primary_head: Gauge::default(),
+            replica_applied: Gauge::default(),
+            replication_lag_ops: Gauge::default(),
+            replication_lag_seconds: Gauge::default(),
+            serve: Arc::default(),
+            registry: Registry::default(),
+        };
+        let mut registry = Registry::with_prefix("lotsync");
+        registry.register(
+            "writes",
+            "Operations committed, by kind",
+            metrics.writes.clone(),
+        );
+        registry.register(
+            "bids_rejected",
+            "Bids rejected by the store, by reason",
+            metrics.bids_rejected.clone(),
+        );
+        registry.register(
+            "commit_batch_size",
+            "Commands per group commit",
+            metrics.commit_batch_size.clone(),
+        );
+        registry.register(
+            "primary_head",
+            "Last sequence committed",
+            metrics.primary_head.clone(),
+        );
+        registry.register(
+            "replica_applied",
+            "Last sequence applied to the replica",
+            metrics.replica_applied.clone(),
+        );
+        registry.register(
+            "replication_lag_ops",
+            "Operations not yet applied to the replica",
+            metrics.replication_lag_ops.clone(),
+        );
+        registry.register(
+            "replication_lag_seconds",
+            "Age of the oldest unapplied operation",
+            metrics.replication_lag_seconds.clone(),
+        );
+        metrics.serve.register(&mut registry);
+        // Every kind shows from the start, at zero.
+        for kind in [OpKind::Upsert, OpKind::Status, OpKind::Bid] {
+            let _ = metrics.writes.get_or_create(&KindLabel {
+                kind: kind.as_str(),
+            });
+        }
+        Metrics {
+            registry,
+            ..metrics
+        }
     }
 }
 
 impl Metrics {
     /// Count a committed operation.
     pub fn write(&self, kind: OpKind) {
-        self.writes[kind_index(kind)].fetch_add(1, Relaxed);
+        self.writes
+            .get_or_create(&KindLabel {
+                kind: kind.as_str(),
+            })
+            .inc();
     }
 
     /// Count a rejected bid under its error code.
     pub fn bid_rejected(&self, reason: &'static str) {
-        *self
-            .bids_rejected
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(reason)
-            .or_default() += 1;
+        self.bids_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// Record the size of a committed batch.
     pub fn batch_committed(&self, size: usize) {
-        if let Some(i) = BATCH_BUCKETS.iter().position(|b| size <= *b) {
-            self.batch_buckets[i].fetch_add(1, Relaxed);
-        }
-        self.batch_sum.fetch_add(size as u64, Relaxed);
-        self.batch_count.fetch_add(1, Relaxed);
+        self.commit_batch_size.observe(size as f64);
     }
 
-    /// Prometheus text exposition.
+    /// Prometheus text exposition (version 0.0.4), with the replication gauges taken
+    /// from `replication`.
     pub fn render(&self, replication: &ReplicationStatus) -> String {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.primary_head.set(gauge(replication.primary_head));
+        self.replica_applied.set(gauge(replication.replica_applied));
+        self.replication_lag_ops.set(gauge(replication.lag_ops));
+        self.replication_lag_seconds
+            .set(replication.lag_ms as f64 / 1000.0);
         let mut out = String::new();
-        let w = &mut out;
-        help(
-            w,
-            "lotsync_writes_total",
-            "counter",
-            "Operations committed, by kind.",
-        );
-        for kind in [OpKind::Upsert, OpKind::Status, OpKind::Bid] {
-            let n = self.writes[kind_index(kind)].load(Relaxed);
-            let _ = writeln!(w, "lotsync_writes_total{{kind=\"{}\"}} {n}", kind.as_str());
-        }
-        help(
-            w,
-            "lotsync_bids_rejected_total",
-            "counter",
-            "Bids rejected by the store, by reason.",
-        );
-        for (reason, n) in self
-            .bids_rejected
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(w, "lotsync_bids_rejected_total{{reason=\"{reason}\"}} {n}");
-        }
-        help(
-            w,
-            "lotsync_commit_batch_size",
-            "histogram",
-            "Commands per group commit.",
-        );
-        let mut cumulative = 0;
-        for (bound, n) in BATCH_BUCKETS.iter().zip(&self.batch_buckets) {
-            cumulative += n.load(Relaxed);
-            let _ = writeln!(
-                w,
-                "lotsync_commit_batch_size_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let count = self.batch_count.load(Relaxed);
-        let _ = writeln!(w, "lotsync_commit_batch_size_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            w,
-            "lotsync_commit_batch_size_sum {}",
-            self.batch_sum.load(Relaxed)
-        );
-        let _ = writeln!(w, "lotsync_commit_batch_size_count {count}");
-        gauge(
-            w,
-            "lotsync_primary_head",
-            "Last sequence committed.",
-            replication.primary_head,
-        );
-        gauge(
-            w,
-            "lotsync_replica_applied",
-            "Last sequence applied to the replica.",
-            replication.replica_applied,
-        );
-        gauge(
-            w,
-            "lotsync_replication_lag_ops",
-            "Operations not yet applied to the replica.",
-            replication.lag_ops,
-        );
-        gauge(
-            w,
-            "lotsync_replication_lag_ms",
-            "Age of the oldest unapplied operation.",
-            replication.lag_ms,
-        );
-        self.serve.render("lotsync", w);
+        // Writing to a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &self.registry);
         out
     }
-}
-
-fn help(w: &mut String, name: &str, kind: &str, text: &str) {
-    let _ = writeln!(w, "# HELP {name} {text}\n# TYPE {name} {kind}");
-}
-
-fn gauge(w: &mut String, name: &str, text: &str, value: u64) {
-    help(w, name, "gauge", text);
-    let _ = writeln!(w, "{name} {value}");
 }
 
 #[cfg(test)]
@@ -171,9 +167,11 @@ mod tests {
             "lotsync_writes_total{kind=\"bid\"} 1",
             "lotsync_commit_batch_size_bucket{le=\"4\"} 1",
             "lotsync_commit_batch_size_bucket{le=\"+Inf\"} 2",
+            "lotsync_commit_batch_size_sum 303.0",
             "lotsync_bids_rejected_total{reason=\"bid_too_low\"} 1",
             "lotsync_fetches_total{status=\"200\"} 1",
             "lotsync_replication_lag_ops 1",
+            "lotsync_replication_lag_seconds 0.002",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }

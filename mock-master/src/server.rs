@@ -148,7 +148,7 @@ async fn metrics(
     State(state): State<AppState>,
 ) -> impl IntoResponse {
     let text = state.metrics.render(&state.replication());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text)
 }
 
 async fn openapi() -> Json<serde_json::Value> {

@@ -123,13 +123,16 @@ impl Client {
             }
             Ok(builder)
         };
-        let http = http_builder()?.build()?;
+        let http = http_builder()?.build().map_err(BuildError::http)?;
         // The stream must not time out as a whole; only fetches and bids do.
-        let fetch_http = http_builder()?.timeout(options.request_timeout).build()?;
+        let fetch_http = http_builder()?
+            .timeout(options.request_timeout)
+            .build()
+            .map_err(BuildError::http)?;
         let api = Api::new(fetch_http, &options);
         let transport = ReqwestTransport::new(http, options.max_event_bytes);
         let mirror = Mirror::default();
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(mirror.shared().fanout.skipped_counter()));
         let dirty = Arc::new(DirtySet::default());
         let cancel = CancellationToken::new();
         let (state, state_rx) = StatePublisher::new(mirror.clone(), options.degraded_after);
@@ -225,9 +228,7 @@ impl Client {
 
     /// A copy of the client's counters and latency percentiles.
     pub fn metrics(&self) -> MetricsSnapshot {
-        let mut snapshot = self.inner.metrics.snapshot();
-        snapshot.display_skipped = self.inner.mirror.shared().fanout.skipped();
-        snapshot
+        self.inner.metrics.snapshot()
     }
 
     /// The live counters (for a server that renders them with its own).

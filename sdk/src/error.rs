@@ -27,12 +27,20 @@ pub enum BuildError {
         /// Which token.
         which: &'static str,
     },
-    /// The HTTP client could not be created (TLS set-up).
+    /// The HTTP client could not be created (TLS set-up). The HTTP library's message,
+    /// as text: the public API does not expose its error type.
     #[error("could not create the HTTP client: {0}")]
-    Http(#[from] reqwest::Error),
+    Http(String),
     /// `build` was called outside a tokio runtime.
     #[error("Client::build must be called inside a tokio runtime")]
     NoRuntime,
+}
+
+impl BuildError {
+    /// The HTTP library could not build a client.
+    pub(crate) fn http(e: reqwest::Error) -> Self {
+        BuildError::Http(e.to_string())
+    }
 }
 
 /// Why a bid was not placed.

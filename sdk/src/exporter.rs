@@ -51,11 +51,7 @@ async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()>
     }
     let request_line = head.split(|b| *b == b'\r').next().unwrap_or_default();
     let (status, content_type, body) = if request_line.starts_with(b"GET /metrics ") {
-        (
-            "200 OK",
-            "text/plain; version=0.0.4",
-            metrics.snapshot().to_prometheus(),
-        )
+        ("200 OK", crate::metrics::CONTENT_TYPE, metrics.encode())
     } else {
         (
             "404 Not Found",

@@ -193,8 +193,9 @@ impl Queue {
 #[derive(Debug, Default)]
 pub(crate) struct Fanout {
     queues: Mutex<Vec<Arc<Queue>>>,
-    /// Updates skipped across every display so far (the `display_skipped` metric).
-    skipped: std::sync::atomic::AtomicU64,
+    /// Updates skipped across every display so far: the `display_skipped` metric
+    /// itself, which the client's metrics hold the other handle of.
+    skipped: prometheus_client::metrics::counter::Counter,
 }
 
 impl Fanout {
@@ -240,7 +241,7 @@ impl Fanout {
             .iter()
             .map(|q| q.push_lot(lot.clone(), epoch, previous_version))
             .sum();
-        self.skipped.fetch_add(skipped, Ordering::Relaxed);
+        self.skipped.inc_by(skipped);
         skipped
     }
 
@@ -250,13 +251,13 @@ impl Fanout {
             .iter()
             .map(|q| q.push_resync(lots.to_vec(), epoch, epoch_changed))
             .sum();
-        self.skipped.fetch_add(skipped, Ordering::Relaxed);
+        self.skipped.inc_by(skipped);
         skipped
     }
 
-    /// Updates skipped across every display so far.
-    pub fn skipped(&self) -> u64 {
-        self.skipped.load(Ordering::Relaxed)
+    /// The `display_skipped` counter, for the client's metrics registry.
+    pub fn skipped_counter(&self) -> prometheus_client::metrics::counter::Counter {
+        self.skipped.clone()
     }
 
     pub fn publish_state(&self, state: ConnectionState) {

@@ -293,6 +293,7 @@ impl Fetcher {
         let min_seq = batch.iter().map(|claim| claim.want).max().unwrap_or(0);
         let ids: Vec<String> = batch.iter().map(|claim| claim.id.clone()).collect();
         Metrics::inc(&self.metrics.fetches);
+        self.metrics.observe_batch(ids.len());
         let failed = match self.api.fetch_lots(&ids, min_seq).await {
             Ok(response) => self.apply(batch, response),
             Err(error) => {

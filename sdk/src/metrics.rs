@@ -1,89 +1,243 @@
-//! Counters and the notice-to-mirror latency histogram, readable through
-//! [`Client::metrics`](crate::Client::metrics) and renderable as Prometheus text.
+//! The client's metrics: counters and histograms in one `prometheus-client` registry
+//! (served by [`Client::export_metrics`](crate::Client::export_metrics) and by a
+//! terminal server's `/metrics`), readable as a [`MetricsSnapshot`] through
+//! [`Client::metrics`](crate::Client::metrics).
 
-use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
+use hdrhistogram::Histogram as HdrHistogram;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 
-/// Live counters, updated by the client's tasks with relaxed atomics.
+/// The `Content-Type` of the text that [`Metrics::encode`] renders.
+pub(crate) const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// Upper bounds, in seconds, of the notice-to-mirror histogram: 250 µs to about 65 s,
+/// doubling (a fetch on loopback takes a millisecond; a master outage takes seconds).
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.000_25, 2.0, 19)
+}
+
+/// Upper bounds of the lots-per-fetch histogram: 1 to 1024, doubling.
+fn batch_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(1.0, 2.0, 11)
+}
+
+/// Live counters, updated by the client's tasks. Each metric is a `prometheus-client`
+/// handle (an `Arc` over atomics), so the same metric can be registered in the client's
+/// registry and in a terminal server's, and read back for [`MetricsSnapshot`].
 #[derive(Debug)]
 pub(crate) struct Metrics {
-    pub notices: AtomicU64,
-    pub coalesced_notices: AtomicU64,
-    pub inline_lots: AtomicU64,
-    pub duplicate_notices: AtomicU64,
-    pub gaps: AtomicU64,
-    pub malformed_events: AtomicU64,
-    pub heartbeats: AtomicU64,
-    pub fetches: AtomicU64,
-    pub fetched_lots: AtomicU64,
-    pub fetch_errors: AtomicU64,
-    pub retries: AtomicU64,
-    pub stale_responses: AtomicU64,
-    pub applied: AtomicU64,
-    pub ignored_stale_versions: AtomicU64,
-    pub other_epoch_answers: AtomicU64,
-    pub resyncs: AtomicU64,
-    pub catchups: AtomicU64,
-    pub reconnects: AtomicU64,
-    pub display_skipped: AtomicU64,
-    pub cache_hits: AtomicU64,
-    pub cache_misses: AtomicU64,
-    pub cache_errors: AtomicU64,
-    pub fetches_saved: AtomicU64,
-    /// Notice received → lot in the mirror, in microseconds. A std mutex: held for a
-    /// few hundred nanoseconds, never across an await.
-    latency: Mutex<Histogram<u64>>,
+    pub notices: Counter,
+    pub coalesced_notices: Counter,
+    pub inline_lots: Counter,
+    pub duplicate_notices: Counter,
+    pub gaps: Counter,
+    pub malformed_events: Counter,
+    pub heartbeats: Counter,
+    pub fetches: Counter,
+    pub fetched_lots: Counter,
+    pub fetch_errors: Counter,
+    pub retries: Counter,
+    pub stale_responses: Counter,
+    pub applied: Counter,
+    pub ignored_stale_versions: Counter,
+    pub other_epoch_answers: Counter,
+    pub resyncs: Counter,
+    pub catchups: Counter,
+    pub reconnects: Counter,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub cache_errors: Counter,
+    pub fetches_saved: Counter,
+    /// Counted by the display fan-out, which holds the other handle of this counter.
+    pub display_skipped: Counter,
+    /// Notice received → lot in the mirror, in seconds, for Prometheus.
+    latency_seconds: Histogram,
+    /// Lots asked for per fetch request.
+    fetch_batch_lots: Histogram,
+    /// The same latencies in microseconds, for the percentiles of [`LatencySummary`].
+    /// A std mutex: held for a few hundred nanoseconds, never across an await.
+    latency: Mutex<HdrHistogram<u64>>,
+    /// Every metric above, named `lotsync_*`.
+    registry: Registry,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics {
-            notices: AtomicU64::new(0),
-            coalesced_notices: AtomicU64::new(0),
-            inline_lots: AtomicU64::new(0),
-            duplicate_notices: AtomicU64::new(0),
-            gaps: AtomicU64::new(0),
-            malformed_events: AtomicU64::new(0),
-            heartbeats: AtomicU64::new(0),
-            fetches: AtomicU64::new(0),
-            fetched_lots: AtomicU64::new(0),
-            fetch_errors: AtomicU64::new(0),
-            retries: AtomicU64::new(0),
-            stale_responses: AtomicU64::new(0),
-            applied: AtomicU64::new(0),
-            ignored_stale_versions: AtomicU64::new(0),
-            other_epoch_answers: AtomicU64::new(0),
-            resyncs: AtomicU64::new(0),
-            catchups: AtomicU64::new(0),
-            reconnects: AtomicU64::new(0),
-            display_skipped: AtomicU64::new(0),
-            cache_hits: AtomicU64::new(0),
-            cache_misses: AtomicU64::new(0),
-            cache_errors: AtomicU64::new(0),
-            fetches_saved: AtomicU64::new(0),
-            // 1 µs .. 1 hour at 3 significant digits; the bounds are constants, so this cannot fail.
-            latency: Mutex::new(
-                Histogram::new_with_bounds(1, 3_600_000_000, 3)
-                    .expect("constant histogram bounds are valid"),
-            ),
-        }
+        Metrics::new(Counter::default())
     }
 }
 
 impl Metrics {
-    pub fn inc(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// Metrics whose `display_skipped` counter is `display_skipped` (the fan-out's).
+    pub fn new(display_skipped: Counter) -> Self {
+        let mut metrics = Metrics {
+            notices: Counter::default(),
+            coalesced_notices: Counter::default(),
+            inline_lots: Counter::default(),
+            duplicate_notices: Counter::default(),
+            gaps: Counter::default(),
+            malformed_events: Counter::default(),
+            heartbeats: Counter::default(),
+            fetches: Counter::default(),
+            fetched_lots: Counter::default(),
+            fetch_errors: Counter::default(),
+            retries: Counter::default(),
+            stale_responses: Counter::default(),
+            applied: Counter::default(),
+            ignored_stale_versions: Counter::default(),
+            other_epoch_answers: Counter::default(),
+            resyncs: Counter::default(),
+            catchups: Counter::default(),
+            reconnects: Counter::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            cache_errors: Counter::default(),
+            fetches_saved: Counter::default(),
+            display_skipped,
+            latency_seconds: Histogram::new(latency_buckets()),
+            fetch_batch_lots: Histogram::new(batch_buckets()),
+            // 1 µs .. 1 hour at 3 significant digits; the bounds are constants, so this cannot fail.
+            latency: Mutex::new(
+                HdrHistogram::new_with_bounds(1, 3_600_000_000, 3)
+                    .expect("constant histogram bounds are valid"),
+            ),
+            registry: Registry::with_prefix("lotsync"),
+        };
+        let mut registry = Registry::with_prefix("lotsync");
+        metrics.register(&mut registry);
+        metrics.registry = registry;
+        metrics
     }
 
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    /// Register every metric (counters get their `_total` suffix) in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        let counters: [(&str, &str, &Counter); 23] = [
+            ("notices", "Notices received", &self.notices),
+            (
+                "coalesced_notices",
+                "Notices coalesced into another fetch",
+                &self.coalesced_notices,
+            ),
+            (
+                "inline_lots",
+                "Notices that carried their lot, applied without a fetch",
+                &self.inline_lots,
+            ),
+            (
+                "duplicate_notices",
+                "Notices at or below the last sequence seen",
+                &self.duplicate_notices,
+            ),
+            ("gaps", "Sequence gaps detected", &self.gaps),
+            (
+                "malformed_events",
+                "Malformed events or responses",
+                &self.malformed_events,
+            ),
+            ("heartbeats", "Heartbeats received", &self.heartbeats),
+            ("fetches", "Fetch requests sent", &self.fetches),
+            (
+                "fetched_lots",
+                "Lots received in fetches",
+                &self.fetched_lots,
+            ),
+            ("fetch_errors", "Failed fetch requests", &self.fetch_errors),
+            ("retries", "Fetch retries", &self.retries),
+            (
+                "stale_responses",
+                "Lots older than the notice they answered",
+                &self.stale_responses,
+            ),
+            (
+                "applied",
+                "Lot versions applied to the mirror",
+                &self.applied,
+            ),
+            (
+                "ignored_stale_versions",
+                "Lot versions older than the mirror's",
+                &self.ignored_stale_versions,
+            ),
+            (
+                "other_epoch_answers",
+                "Fetch or cache answers of another epoch, dropped",
+                &self.other_epoch_answers,
+            ),
+            ("resyncs", "Snapshot resynchronisations", &self.resyncs),
+            (
+                "catchups",
+                "Catch-ups through the change log",
+                &self.catchups,
+            ),
+            ("reconnects", "Notice stream reconnects", &self.reconnects),
+            (
+                "display_skipped",
+                "Updates skipped by slow displays",
+                &self.display_skipped,
+            ),
+            ("cache_hits", "Lots served from memcached", &self.cache_hits),
+            (
+                "cache_misses",
+                "Lots not in memcached at the needed version",
+                &self.cache_misses,
+            ),
+            (
+                "cache_errors",
+                "Failed memcached requests",
+                &self.cache_errors,
+            ),
+            (
+                "fetches_saved",
+                "Master fetches made unnecessary by memcached",
+                &self.fetches_saved,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "notice_to_mirror_seconds",
+            "Time from a notice arriving to its lot being in the mirror",
+            self.latency_seconds.clone(),
+        );
+        registry.register(
+            "fetch_batch_lots",
+            "Lots asked for per fetch request",
+            self.fetch_batch_lots.clone(),
+        );
+    }
+
+    /// The Prometheus text (version 0.0.4) of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn inc(counter: &Counter) {
+        counter.inc();
+    }
+
+    pub fn add(counter: &Counter, n: u64) {
+        counter.inc_by(n);
+    }
+
+    /// A fetch request asked for `lots` lots.
+    pub fn observe_batch(&self, lots: usize) {
+        self.fetch_batch_lots.observe(lots as f64);
     }
 
     pub fn observe_latency(&self, latency: Duration) {
+        self.latency_seconds.observe(latency.as_secs_f64());
         let micros = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
@@ -93,36 +247,35 @@ impl Metrics {
     }
 
     pub fn snapshot(&self) -> MetricsSnapshot {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let notice_to_mirror = self
             .latency
             .lock()
             .map(|h| LatencySummary::from_histogram(&h))
             .unwrap_or_default();
         MetricsSnapshot {
-            notices: get(&self.notices),
-            coalesced_notices: get(&self.coalesced_notices),
-            inline_lots: get(&self.inline_lots),
-            duplicate_notices: get(&self.duplicate_notices),
-            gaps: get(&self.gaps),
-            malformed_events: get(&self.malformed_events),
-            heartbeats: get(&self.heartbeats),
-            fetches: get(&self.fetches),
-            fetched_lots: get(&self.fetched_lots),
-            fetch_errors: get(&self.fetch_errors),
-            retries: get(&self.retries),
-            stale_responses: get(&self.stale_responses),
-            applied: get(&self.applied),
-            ignored_stale_versions: get(&self.ignored_stale_versions),
-            other_epoch_answers: get(&self.other_epoch_answers),
-            resyncs: get(&self.resyncs),
-            catchups: get(&self.catchups),
-            reconnects: get(&self.reconnects),
-            display_skipped: get(&self.display_skipped),
-            cache_hits: get(&self.cache_hits),
-            cache_misses: get(&self.cache_misses),
-            cache_errors: get(&self.cache_errors),
-            fetches_saved: get(&self.fetches_saved),
+            notices: self.notices.get(),
+            coalesced_notices: self.coalesced_notices.get(),
+            inline_lots: self.inline_lots.get(),
+            duplicate_notices: self.duplicate_notices.get(),
+            gaps: self.gaps.get(),
+            malformed_events: self.malformed_events.get(),
+            heartbeats: self.heartbeats.get(),
+            fetches: self.fetches.get(),
+            fetched_lots: self.fetched_lots.get(),
+            fetch_errors: self.fetch_errors.get(),
+            retries: self.retries.get(),
+            stale_responses: self.stale_responses.get(),
+            applied: self.applied.get(),
+            ignored_stale_versions: self.ignored_stale_versions.get(),
+            other_epoch_answers: self.other_epoch_answers.get(),
+            resyncs: self.resyncs.get(),
+            catchups: self.catchups.get(),
+            reconnects: self.reconnects.get(),
+            display_skipped: self.display_skipped.get(),
+            cache_hits: self.cache_hits.get(),
+            cache_misses: self.cache_misses.get(),
+            cache_errors: self.cache_errors.get(),
+            fetches_saved: self.fetches_saved.get(),
             notice_to_mirror,
         }
     }
@@ -155,7 +308,7 @@ impl LatencySummary {
     /// assert_eq!(s.count, 1000);
     /// assert!(s.p50.as_micros().abs_diff(500) <= 1);
     /// ```
-    pub fn from_histogram(histogram: &Histogram<u64>) -> Self {
+    pub fn from_histogram(histogram: &HdrHistogram<u64>) -> Self {
         if histogram.is_empty() {
             return LatencySummary::default();
         }
@@ -230,13 +383,17 @@ pub struct MetricsSnapshot {
 }
 
 impl MetricsSnapshot {
-    /// Render in the Prometheus text exposition format.
+    /// Render the snapshot's counters, and its latency percentiles as the gauge
+    /// `lotsync_notice_to_mirror_quantile_seconds{quantile=..}`, in the Prometheus text
+    /// format. For scraping use [`Client::export_metrics`](crate::Client::export_metrics),
+    /// which serves the live registry with the latency histogram.
     ///
     /// ```
     /// let text = lotsync::MetricsSnapshot::default().to_prometheus();
     /// assert!(text.contains("# TYPE lotsync_fetches_total counter"));
     /// ```
     pub fn to_prometheus(&self) -> String {
+        let mut registry = Registry::with_prefix("lotsync");
         let counters: [(&str, &str, u64); 23] = [
             ("notices", "Notices received", self.notices),
             (
@@ -318,18 +475,12 @@ impl MetricsSnapshot {
                 self.fetches_saved,
             ),
         ];
-        let mut out = String::new();
         for (name, help, value) in counters {
-            let _ = writeln!(out, "# HELP lotsync_{name}_total {help}.");
-            let _ = writeln!(out, "# TYPE lotsync_{name}_total counter");
-            let _ = writeln!(out, "lotsync_{name}_total {value}");
+            registry.register(name, help, ConstCounter::new(value));
         }
+        let quantiles =
+            Family::<[(&'static str, &'static str); 1], Gauge<f64, AtomicU64>>::default();
         let l = &self.notice_to_mirror;
-        let _ = writeln!(
-            out,
-            "# HELP lotsync_notice_to_mirror_seconds Notice received to lot in mirror."
-        );
-        let _ = writeln!(out, "# TYPE lotsync_notice_to_mirror_seconds summary");
         for (q, v) in [
             ("0.5", l.p50),
             ("0.9", l.p90),
@@ -337,13 +488,23 @@ impl MetricsSnapshot {
             ("0.999", l.p999),
             ("1", l.max),
         ] {
-            let _ = writeln!(
-                out,
-                "lotsync_notice_to_mirror_seconds{{quantile=\"{q}\"}} {}",
-                v.as_secs_f64()
-            );
+            quantiles
+                .get_or_create(&[("quantile", q)])
+                .set(v.as_secs_f64());
         }
-        let _ = writeln!(out, "lotsync_notice_to_mirror_seconds_count {}", l.count);
+        registry.register(
+            "notice_to_mirror_quantile_seconds",
+            "Percentiles of the time from a notice arriving to its lot being in the mirror",
+            quantiles,
+        );
+        registry.register(
+            "notice_to_mirror_observations",
+            "Latencies the percentiles were computed from",
+            ConstGauge::new(i64::try_from(l.count).unwrap_or(i64::MAX)),
+        );
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &registry);
         out
     }
 }
@@ -373,6 +534,29 @@ mod tests {
         Metrics::add(&metrics.fetches, 3);
         let text = metrics.snapshot().to_prometheus();
         assert!(text.contains("lotsync_fetches_total 3"), "{text}");
+        // 22 counters, the percentiles and their sample count.
         assert_eq!(text.matches("# TYPE").count(), 24);
+    }
+
+    #[test]
+    fn live_text_has_counters_and_histograms_with_sums() {
+        let skipped = Counter::default();
+        let metrics = Metrics::new(skipped.clone());
+        Metrics::add(&metrics.fetches, 3);
+        skipped.inc_by(2);
+        metrics.observe_latency(Duration::from_millis(3));
+        metrics.observe_batch(5);
+        let text = metrics.encode();
+        for line in [
+            "lotsync_fetches_total 3",
+            "lotsync_display_skipped_total 2",
+            "# TYPE lotsync_notice_to_mirror_seconds histogram",
+            "lotsync_notice_to_mirror_seconds_sum 0.003",
+            "lotsync_notice_to_mirror_seconds_count 1",
+            "lotsync_fetch_batch_lots_sum 5.0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        assert_eq!(metrics.snapshot().display_skipped, 2);
     }
 }

@@ -8,6 +8,7 @@
 //!   [`wait_converged`]).
 //! - [`sse`]: a raw Server-Sent Events reader; [`faults`]: the fault schedule.
 //! - [`outage`]: bidders and a health watcher for database outages.
+//! - [`progress`]: the benchmark programs' progress on stderr.
 //! - `tests/`: end-to-end suites that need the SDK and the master together.
 //! - `src/bin/`: the benchmark programs, and the wall display's screenshots.
 //! - [`browser`]: a headless Chromium over WebDriver; [`fake_terminal`]: a terminal
@@ -20,6 +21,7 @@ pub mod hall;
 
 pub mod faults;
 pub mod outage;
+pub mod progress;
 pub mod sse;
 
 use std::collections::BTreeMap;

@@ -118,6 +118,11 @@ impl Cli {
             return Err(format!("--bots {}: at most {MAX_BOTS}", self.bots));
         }
         if self.demo {
+            if !cfg!(feature = "demo") {
+                return Err(
+                    "--demo: this build has no demo (built without the `demo` feature)".to_owned(),
+                );
+            }
             if self.master.is_some() {
                 return Err("--demo runs its own master; leave out --master".to_owned());
             }
@@ -191,10 +196,17 @@ mod tests {
             err.contains("not a terminal") && err.contains("--headless"),
             "{err}"
         );
-        assert_eq!(
-            parse(&["--demo", "--headless"]).validate(false),
-            Ok(Source::Demo { bots: 6 })
-        );
+        if cfg!(feature = "demo") {
+            assert_eq!(
+                parse(&["--demo", "--headless"]).validate(false),
+                Ok(Source::Demo { bots: 6 })
+            );
+        } else {
+            let err = parse(&["--demo", "--headless"])
+                .validate(false)
+                .unwrap_err();
+            assert!(err.contains("no demo"), "{err}");
+        }
     }
 
     #[test]

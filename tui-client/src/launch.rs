@@ -6,13 +6,19 @@ use lotsync::Client;
 
 use crate::app::Options;
 use crate::cli::{Cli, Source};
-use crate::{demo, headless, runtime};
+#[cfg(feature = "demo")]
+use crate::demo;
+use crate::{headless, runtime};
 
 /// Run with `cli`'s flags (already validated into `source`) until the user quits,
 /// or Ctrl-C / SIGTERM arrives.
 pub async fn run(cli: Cli, source: Source) -> anyhow::Result<()> {
+    #[cfg(feature = "demo")]
     let mut master = None;
+    #[cfg(not(feature = "demo"))]
+    let master: Option<()> = None;
     let (url, token, bidder_token) = match source {
+        #[cfg(feature = "demo")]
         Source::Demo { bots } => {
             let started = demo::start(bots).await?;
             let connect = (
@@ -23,6 +29,8 @@ pub async fn run(cli: Cli, source: Source) -> anyhow::Result<()> {
             master = Some(started);
             connect
         }
+        #[cfg(not(feature = "demo"))]
+        Source::Demo { .. } => anyhow::bail!("this build has no demo (feature `demo`)"),
         Source::Master {
             url,
             token,
@@ -58,6 +66,7 @@ pub async fn run(cli: Cli, source: Source) -> anyhow::Result<()> {
         runtime::run(&client, options, shutdown_signal()).await
     };
     client.shutdown().await;
+    #[cfg(feature = "demo")]
     if let Some(master) = master {
         master.shutdown().await;
     }

@@ -16,7 +16,8 @@
 //! - [`ui`]: rendering, one module per screen region; only reads the app.
 //! - [`runtime`]: the terminal loop: keys, SDK updates, ticks, bids; terminal restore.
 //! - [`headless`]: every update as one JSON line on stdout.
-//! - [`demo`]: an in-process master with the demo catalogue and bidding bots.
+//! - `demo` (feature `demo`, on by default): an in-process master with the demo
+//!   catalogue and bidding bots.
 //! - [`launch`]: from checked flags to a connected client; shutdown on Ctrl-C/SIGTERM.
 //! - [`logging`]: logs to a file or stderr, never onto the screen.
 
@@ -24,6 +25,7 @@ pub mod action;
 pub mod app;
 pub mod bid;
 pub mod cli;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod format;
 pub mod headless;

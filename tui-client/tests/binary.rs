@@ -1,3 +1,4 @@
+#![cfg(feature = "demo")]
 //! The real binary: in tmux against the in-process demo master, headless against a
 //! mock master, and refusing to draw into a pipe.
 

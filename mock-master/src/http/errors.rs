@@ -49,9 +49,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Closed
             | StoreError::Corrupt(_)
-            | StoreError::Sqlite(_)
-            | StoreError::Postgres(_)
-            | StoreError::MySql(_)
+            | StoreError::Database(_)
             | StoreError::BadUrl(_)
             | StoreError::Io(_) => {
                 tracing::error!(error = %e, "store failure");

@@ -121,10 +121,8 @@ impl Scenario {
         error: StoreError,
     ) -> Result<(), StoreError> {
         match error {
-            StoreError::Closed
-            | StoreError::Corrupt(_)
-            | StoreError::Sqlite(_)
-            | StoreError::Io(_) => Err(error),
+            StoreError::Closed | StoreError::Corrupt(_) | StoreError::Io(_) => Err(error),
+            StoreError::Database(ref e) if e.engine() == "sqlite" => Err(error),
             _ => {
                 report.rejected += 1;
                 tracing::warn!(step, at_ms, line, %error, "{what} refused");

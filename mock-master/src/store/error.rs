@@ -58,15 +58,10 @@ pub enum StoreError {
     /// Stored data could not be understood.
     #[error("corrupt store: {0}")]
     Corrupt(String),
-    /// SQLite failed.
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL failed (or could not be reached).
-    #[error("PostgreSQL error: {}", postgres_detail(.0))]
-    Postgres(#[from] postgres::Error),
-    /// MariaDB failed (or could not be reached).
-    #[error("MariaDB error: {0}")]
-    MySql(#[from] mysql::Error),
+    /// A database driver failed (or could not reach its server). What it said is kept
+    /// as text, so users of the store depend on no driver's types.
+    #[error(transparent)]
+    Database(DatabaseError),
     /// A database URL is not usable.
     #[error("bad database URL: {0}")]
     BadUrl(String),
@@ -90,9 +85,7 @@ impl StoreError {
             StoreError::Busy(_) => codes::OVERLOADED,
             StoreError::Closed
             | StoreError::Corrupt(_)
-            | StoreError::Sqlite(_)
-            | StoreError::Postgres(_)
-            | StoreError::MySql(_)
+            | StoreError::Database(_)
             | StoreError::BadUrl(_)
             | StoreError::Io(_) => codes::INTERNAL,
         }
@@ -105,11 +98,70 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Unavailable(_) | StoreError::Busy(_) | StoreError::Io(_) => true,
-            StoreError::Postgres(e) => postgres_transient(e),
-            StoreError::MySql(e) => mysql_transient(e),
-            StoreError::Sqlite(e) => sqlite_transient(e),
+            StoreError::Database(e) => e.transient,
             _ => false,
         }
+    }
+}
+
+/// What a database driver said, without its types: the engine, the message, and
+/// whether the failure was about reaching the database (see
+/// [`StoreError::is_transient`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} error: {message}", engine_label(.engine))]
+pub struct DatabaseError {
+    engine: &'static str,
+    message: String,
+    transient: bool,
+}
+
+fn engine_label(engine: &str) -> &'static str {
+    match engine {
+        "postgres" => "PostgreSQL",
+        "mariadb" => "MariaDB",
+        _ => "database",
+    }
+}
+
+impl DatabaseError {
+    /// The engine that failed: `sqlite`, `postgres` or `mariadb`.
+    pub fn engine(&self) -> &'static str {
+        self.engine
+    }
+
+    /// What the driver said.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(DatabaseError {
+            engine: "sqlite",
+            transient: sqlite_transient(&e),
+            message: e.to_string(),
+        })
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        StoreError::Database(DatabaseError {
+            engine: "postgres",
+            transient: postgres_transient(&e),
+            message: postgres_detail(&e),
+        })
+    }
+}
+
+impl From<mysql::Error> for StoreError {
+    fn from(e: mysql::Error) -> Self {
+        StoreError::Database(DatabaseError {
+            engine: "mariadb",
+            transient: mysql_transient(&e),
+            message: e.to_string(),
+        })
     }
 }
 
@@ -206,23 +258,23 @@ mod tests {
         assert!(!StoreError::Corrupt("x".into()).is_transient());
         assert!(!StoreError::NotFound("x".into()).is_transient());
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        assert!(StoreError::MySql(mysql::Error::IoError(refused)).is_transient());
+        assert!(StoreError::from(mysql::Error::IoError(refused)).is_transient());
         assert!(
-            StoreError::MySql(mysql::Error::DriverError(
+            StoreError::from(mysql::Error::DriverError(
                 mysql::DriverError::ConnectTimeout
             ))
             .is_transient()
         );
         assert!(
-            !StoreError::MySql(mysql::Error::DriverError(mysql::DriverError::MixedParams))
+            !StoreError::from(mysql::Error::DriverError(mysql::DriverError::MixedParams))
                 .is_transient()
         );
         let busy = rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
             None,
         );
-        assert!(StoreError::Sqlite(busy).is_transient());
-        assert!(!StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows).is_transient());
+        assert!(StoreError::from(busy).is_transient());
+        assert!(!StoreError::from(rusqlite::Error::QueryReturnedNoRows).is_transient());
         assert_eq!(
             StoreError::Unavailable(Part::Primary).code(),
             STORE_UNAVAILABLE

@@ -12,6 +12,7 @@ use super::{LotStatus, MAX_LOT_ID_LEN, MAX_MONEY, Money};
 /// assert_eq!(body.error.min_next_bid, Some(1050));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error.
     pub error: ApiError,
@@ -19,6 +20,7 @@ pub struct ErrorBody {
 
 /// Details of an error response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ApiError {
     /// Machine-readable code, one of [`codes`].
     pub code: String,

@@ -19,6 +19,7 @@ use super::{FieldError, Money, Seq, validate_money};
 /// assert!(!Sold.can_become(Open));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LotStatus {
     /// Announced, not yet taking bids.
@@ -110,22 +111,28 @@ impl std::str::FromStr for LotStatus {
 
 /// A lot as the master serves it: its data, its price state and its version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Lot {
     /// Identifier: 1–64 characters of `A-Z a-z 0-9 - _`.
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::lot_id))]
     pub id: String,
     /// Human title, for example "2017 Volvo V90 D4 Momentum".
     pub title: String,
     /// Descriptive attributes (make, model, year, mileage_km, ...): strings, integers or booleans.
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::attributes))]
     pub attributes: BTreeMap<String, serde_json::Value>,
     /// ISO 4217 currency code.
     pub currency: String,
     /// Minimum amount of the first bid.
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
     pub starting_price: Money,
     /// Minimum step between consecutive bids.
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
     pub increment: Money,
     /// Lowest amount at which the lot sells, if any.
     pub reserve_price: Option<Money>,
     /// Highest accepted bid, or the starting price while there is none.
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
     pub current_price: Money,
     /// Number of accepted bids.
     pub bid_count: u32,
@@ -142,6 +149,7 @@ pub struct Lot {
     /// Commit time of the operation that produced this version.
     pub updated_at: DateTime<Utc>,
     /// Most recent accepted bids, newest first, at most [`RECENT_BIDS`](super::RECENT_BIDS).
+    #[cfg_attr(feature = "server", schema(max_items = 10))]
     pub recent_bids: Vec<Bid>,
 }
 
@@ -208,12 +216,14 @@ impl Lot {
 
 /// An accepted bid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Bid {
     /// Lot the bid was placed on.
     pub lot_id: String,
     /// Name of the authenticated bidder.
     pub bidder: String,
     /// Amount in minor units.
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
     pub amount: Money,
     /// Sequence number of the operation that recorded the bid.
     pub seq: Seq,
@@ -233,21 +243,28 @@ pub struct Bid {
 /// assert!(input.validate().is_ok());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LotInput {
     /// Human title, 1–200 characters, no control characters.
+    #[cfg_attr(feature = "server", schema(min_length = 1, max_length = 200))]
     pub title: String,
     /// At most 32 attributes; keys `[a-z0-9_]{1,32}`; values strings (≤ 200 chars), integers or booleans.
     #[serde(default)]
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::attributes))]
     pub attributes: BTreeMap<String, serde_json::Value>,
     /// ISO 4217 code: three upper-case letters.
+    #[cfg_attr(feature = "server", schema(pattern = "^[A-Z]{3}$"))]
     pub currency: String,
     /// Minimum first bid, 1..=[`MAX_MONEY`](super::MAX_MONEY).
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
     pub starting_price: Money,
     /// Minimum step, 1..=[`MAX_MONEY`](super::MAX_MONEY).
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
     pub increment: Money,
     /// Optional reserve, 1..=[`MAX_MONEY`](super::MAX_MONEY).
     #[serde(default)]
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money_or_null))]
     pub reserve_price: Option<Money>,
     /// Initial status (`scheduled` when left out). On replace, must equal the current
     /// status or be a valid transition from it.
@@ -320,6 +337,7 @@ impl LotInput {
 
 /// Body of `POST /v1/lots/{id}/status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StatusChange {
     /// The new status.
@@ -334,9 +352,11 @@ pub struct StatusChange {
 /// assert!(lotsync::protocol::BidRequest { amount: 0 }.validate().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BidRequest {
     /// Amount in minor units, 1..=[`MAX_MONEY`](super::MAX_MONEY).
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
     pub amount: Money,
 }
 

@@ -26,10 +26,13 @@
 //! - `stream`: notices and the other notice-stream events, snapshots, change log.
 //! - `ops`: replication status and fault-injection settings.
 //! - `errors`: the error body, its codes, and field validation.
+//! - `schema` (feature `server`): schemas of constrained fields for the OpenAPI derives.
 
 mod errors;
 mod lot;
 mod ops;
+#[cfg(feature = "server")]
+mod schema;
 mod stream;
 
 pub use errors::{ApiError, ErrorBody, FieldError, codes, validate_lot_id, validate_money};

@@ -6,6 +6,7 @@ use super::Seq;
 
 /// Response of `GET /v1/replication`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ReplicationStatus {
     /// Epoch of the master's history.
     pub epoch: String,
@@ -21,22 +22,27 @@ pub struct ReplicationStatus {
 
 /// Body of `POST /v1/chaos`: every field left out keeps its value.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChaosPatch {
     /// Delay, in ms, before the replicator applies each entry (0 turns off).
     #[serde(default)]
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::fault_delay_ms))]
     pub replica_lag_ms: Option<u64>,
     /// When true, the lag is random between 0 and `replica_lag_ms`.
     #[serde(default)]
     pub replica_lag_random: Option<bool>,
     /// Probability (0..=1) of dropping a notice on its way to a subscriber.
     #[serde(default)]
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::rate))]
     pub notice_drop_rate: Option<f64>,
     /// Probability (0..=1) of a fetch failing with 500.
     #[serde(default)]
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::rate))]
     pub fetch_error_rate: Option<f64>,
     /// Delay, in ms, added to every fetch (0 turns off).
     #[serde(default)]
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::fault_delay_ms))]
     pub fetch_delay_ms: Option<u64>,
     /// True: cut every open notice stream now (not remembered).
     #[serde(default)]
@@ -48,6 +54,7 @@ pub struct ChaosPatch {
 
 /// Faults currently active (`GET /v1/chaos`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ChaosSettings {
     /// Delay before the replicator applies each entry, ms.
     pub replica_lag_ms: u64,

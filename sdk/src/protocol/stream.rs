@@ -7,6 +7,7 @@ use super::{Lot, Seq};
 
 /// Kind of operation in the log, carried by a notice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OpKind {
     /// A lot was created or its data replaced.
@@ -40,6 +41,7 @@ impl OpKind {
 /// assert_eq!(n.seq, 42);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Notice {
     /// Sequence number of the operation (also the SSE event id).
     pub seq: Seq,
@@ -57,6 +59,7 @@ pub struct Notice {
 
 /// First event of every notice stream (SSE event `hello`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Hello {
     /// Identity of the master's history; a new epoch means old sequence numbers are void.
     pub epoch: String,
@@ -70,6 +73,7 @@ pub struct Hello {
 /// sent on this stream before the heartbeat, so `head` beyond the last notice seen
 /// means notices were missed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Heartbeat {
     /// Epoch of the master's history.
     pub epoch: String,
@@ -85,6 +89,7 @@ pub struct Heartbeat {
 /// The requested resume point cannot be served (SSE event `reset`): resynchronise from
 /// a snapshot. The stream continues live after it, from `head`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Reset {
     /// Epoch of the master's history.
     pub epoch: String,
@@ -99,6 +104,7 @@ pub struct Reset {
 /// Response of `GET /v1/lots` (a snapshot of every lot) and of the batch fetch
 /// `GET /v1/lots?ids=...`: lots read from the replica in one transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct LotsResponse {
     /// Epoch of the master's history.
     pub epoch: String,
@@ -114,6 +120,7 @@ pub struct LotsResponse {
 /// Response of `GET /v1/changes?after=N`: log entries after N, for catching up on
 /// notices that were missed. 410 `history_truncated` when N is older than the history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ChangesResponse {
     /// Epoch of the master's history.
     pub epoch: String,

@@ -1,12 +1,30 @@
-//! Counters of a terminal-API server, rendered as Prometheus text.
+//! What a terminal-API server counts, as `prometheus-client` metrics that the server
+//! registers in its own registry.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use prometheus_client::encoding::{EncodeLabelSet, prometheus_text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 
-/// What a terminal-API server counts: open streams, notices written, fetches answered,
-/// requests refused at a limit.
+/// The `Content-Type` of the Prometheus text format these metrics are rendered in.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// Label of a fetch: the HTTP status it was answered with.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: u16,
+}
+
+/// Label of a refusal: the limit that was reached.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabel {
+    limit: &'static str,
+}
+
+/// What a terminal-API server counts: open streams, notices written, fetches answered
+/// and how long they waited, requests refused at a limit.
 ///
 /// ```
 /// let metrics = lotsync::serve::ServeMetrics::default();
@@ -14,135 +32,126 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 /// let mut text = String::new();
 /// metrics.render("lotsync", &mut text);
 /// assert!(text.contains("lotsync_fetches_total{status=\"200\"} 1"));
+/// assert!(text.contains("lotsync_fetch_wait_seconds_count 1"));
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ServeMetrics {
-    streams: AtomicI64,
-    notices_sent: AtomicU64,
-    notices_dropped: AtomicU64,
-    fetches: Mutex<BTreeMap<u16, u64>>,
-    fetch_wait_ms_sum: AtomicU64,
-    fetch_wait_count: AtomicU64,
-    refused: Mutex<BTreeMap<&'static str, u64>>,
+    streams: Gauge,
+    notices_sent: Counter,
+    notices_dropped: Counter,
+    fetches: Family<StatusLabel, Counter>,
+    fetch_wait: Histogram,
+    /// Fetches answered, every status (the sum of `fetches`, kept for reading back).
+    fetches_answered: Counter,
+    refused: Family<LimitLabel, Counter>,
+}
+
+impl Default for ServeMetrics {
+    fn default() -> Self {
+        ServeMetrics {
+            streams: Gauge::default(),
+            notices_sent: Counter::default(),
+            notices_dropped: Counter::default(),
+            fetches: Family::default(),
+            // 1 ms to about 16 s, doubling: most fetches do not wait; a long poll waits
+            // up to the server's fetch wait.
+            fetch_wait: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            fetches_answered: Counter::default(),
+            refused: Family::default(),
+        }
+    }
 }
 
 impl ServeMetrics {
     /// A notice stream opened.
     pub fn stream_opened(&self) {
-        self.streams.fetch_add(1, Relaxed);
+        self.streams.inc();
     }
 
     /// A notice stream closed.
     pub fn stream_closed(&self) {
-        self.streams.fetch_sub(1, Relaxed);
+        self.streams.dec();
     }
 
     /// Open notice streams now.
     pub fn streams(&self) -> i64 {
-        self.streams.load(Relaxed)
+        self.streams.get()
     }
 
     /// A notice was written to a stream.
     pub fn notice_sent(&self) {
-        self.notices_sent.fetch_add(1, Relaxed);
+        self.notices_sent.inc();
     }
 
     /// Notices written to streams so far.
     pub fn notices_sent(&self) -> u64 {
-        self.notices_sent.load(Relaxed)
+        self.notices_sent.get()
     }
 
     /// A notice was left out by fault injection.
     pub fn notice_dropped(&self) {
-        self.notices_dropped.fetch_add(1, Relaxed);
+        self.notices_dropped.inc();
     }
 
     /// A fetch was answered with `status` after waiting `wait_ms` for its `min_seq`.
     pub fn fetch_served(&self, status: u16, wait_ms: u64) {
-        *lock(&self.fetches).entry(status).or_default() += 1;
-        self.fetch_wait_ms_sum.fetch_add(wait_ms, Relaxed);
-        self.fetch_wait_count.fetch_add(1, Relaxed);
+        self.fetches.get_or_create(&StatusLabel { status }).inc();
+        self.fetch_wait.observe(wait_ms as f64 / 1000.0);
+        self.fetches_answered.inc();
     }
 
     /// Fetches answered so far, every status.
     pub fn fetches(&self) -> u64 {
-        lock(&self.fetches).values().sum()
+        self.fetches_answered.get()
     }
 
     /// A request or connection was refused at a limit (`what`: `connections`,
     /// `streams`, `requests`).
     pub fn refused(&self, what: &'static str) {
-        *lock(&self.refused).entry(what).or_default() += 1;
+        self.refused
+            .get_or_create(&LimitLabel { limit: what })
+            .inc();
     }
 
-    /// Append the Prometheus text of these counters to `out`, each name starting with
-    /// `prefix` (`lotsync` on the master; a terminal server, which also reports its own
-    /// client's `lotsync_*` counters, uses `lotsync_downstream`).
+    /// Register these metrics in `registry`, under the registry's prefix (`lotsync` on
+    /// the master; a terminal server, which also registers its own client's
+    /// `lotsync_*` metrics, uses the sub-registry `lotsync_downstream`).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register("subscribers", "Open notice streams", self.streams.clone());
+        registry.register(
+            "notices_sent",
+            "Notices written to streams",
+            self.notices_sent.clone(),
+        );
+        registry.register(
+            "notices_dropped",
+            "Notices dropped by fault injection",
+            self.notices_dropped.clone(),
+        );
+        registry.register(
+            "fetches",
+            "Lot fetches answered, by HTTP status",
+            self.fetches.clone(),
+        );
+        registry.register(
+            "fetch_wait_seconds",
+            "Time fetches waited for their min_seq",
+            self.fetch_wait.clone(),
+        );
+        registry.register(
+            "refused",
+            "Connections, streams and requests refused at a limit",
+            self.refused.clone(),
+        );
+    }
+
+    /// Append the Prometheus text of these metrics alone to `out`, each name starting
+    /// with `prefix`. A server renders its whole registry instead (see
+    /// [`register`](Self::register)).
     pub fn render(&self, prefix: &str, out: &mut String) {
-        help(
-            out,
-            &format!("{prefix}_subscribers"),
-            "gauge",
-            "Open notice streams.",
-        );
-        let _ = writeln!(out, "{prefix}_subscribers {}", self.streams());
-        counter(
-            out,
-            &format!("{prefix}_notices_sent_total"),
-            "Notices written to streams.",
-            self.notices_sent(),
-        );
-        counter(
-            out,
-            &format!("{prefix}_notices_dropped_total"),
-            "Notices dropped by fault injection.",
-            self.notices_dropped.load(Relaxed),
-        );
-        help(
-            out,
-            &format!("{prefix}_fetches_total"),
-            "counter",
-            "Lot fetches answered, by HTTP status.",
-        );
-        for (status, n) in lock(&self.fetches).iter() {
-            let _ = writeln!(out, "{prefix}_fetches_total{{status=\"{status}\"}} {n}");
-        }
-        help(
-            out,
-            &format!("{prefix}_fetch_wait_ms"),
-            "summary",
-            "Time fetches waited for their min_seq.",
-        );
-        let _ = writeln!(
-            out,
-            "{prefix}_fetch_wait_ms_sum {}\n{prefix}_fetch_wait_ms_count {}",
-            self.fetch_wait_ms_sum.load(Relaxed),
-            self.fetch_wait_count.load(Relaxed)
-        );
-        help(
-            out,
-            &format!("{prefix}_refused_total"),
-            "counter",
-            "Connections, streams and requests refused at a limit.",
-        );
-        for (what, n) in lock(&self.refused).iter() {
-            let _ = writeln!(out, "{prefix}_refused_total{{limit=\"{what}\"}} {n}");
-        }
+        let mut registry = Registry::with_prefix(prefix);
+        self.register(&mut registry);
+        // Writing to a String cannot fail.
+        let _ = prometheus_text::encode(out, &registry);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Counters only: a poisoned lock still holds usable numbers.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Write the `# HELP` and `# TYPE` lines of a metric.
-pub(crate) fn help(out: &mut String, name: &str, kind: &str, text: &str) {
-    let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
-}
-
-/// Write a whole counter.
-pub(crate) fn counter(out: &mut String, name: &str, text: &str, value: u64) {
-    help(out, name, "counter", text);
-    let _ = writeln!(out, "{name} {value}");
 }

@@ -1,10 +1,20 @@
 //! The OpenAPI 3.0 documents served at `/openapi.json`: the master's whole API, and
 //! the terminal half a terminal server serves (plus bids, which it forwards).
 //!
-//! Hand-maintained next to the routers; tests check that every route a router serves
-//! is documented and that nothing documented is missing from it.
+//! The schemas are generated from the wire types in [`crate::protocol`] (their
+//! `utoipa::ToSchema` derives, with the constrained fields' rules in
+//! `protocol::schema`), so a field added to a type is in the document with it; a new
+//! type needs only the derive and its name in `Components`. The operations refer to
+//! the schemas through the types, and the route tables below are checked against the
+//! routers by tests, so a route cannot be served undocumented or documented unserved.
 
 use serde_json::{Value, json};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::protocol::{
+    ApiError, Bid, BidRequest, ChangesResponse, ChaosPatch, ChaosSettings, ErrorBody, Lot,
+    LotInput, LotStatus, LotsResponse, Notice, OpKind, ReplicationStatus, StatusChange,
+};
 
 /// Every route the master serves, as (method, path).
 pub const MASTER_ROUTES: &[(&str, &str)] = &[
@@ -35,20 +45,21 @@ pub const TERMINAL_SERVER_ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/notices"),
 ];
 
-fn schema_ref(name: &str) -> Value {
-    json!({"$ref": format!("#/components/schemas/{name}")})
+/// A reference to the generated schema of `T`.
+fn schema_ref<T: ToSchema>() -> Value {
+    json!({"$ref": format!("#/components/schemas/{}", T::name())})
 }
 
-fn json_body(name: &str) -> Value {
-    json!({"content": {"application/json": {"schema": schema_ref(name)}}})
+fn json_body<T: ToSchema>() -> Value {
+    json!({"content": {"application/json": {"schema": schema_ref::<T>()}}})
 }
 
 fn error(description: &str) -> Value {
-    json!({"description": description, "content": {"application/json": {"schema": schema_ref("ErrorBody")}}})
+    json!({"description": description, "content": {"application/json": {"schema": schema_ref::<ErrorBody>()}}})
 }
 
-fn ok(description: &str, schema: &str) -> Value {
-    json!({"description": description, "content": {"application/json": {"schema": schema_ref(schema)}}})
+fn ok<T: ToSchema>(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema_ref::<T>()}}})
 }
 
 fn param(name: &str, location: &str, required: bool, schema: Value, description: &str) -> Value {
@@ -84,68 +95,31 @@ fn secured(role: &str, mut op: Value) -> Value {
     op
 }
 
-fn money() -> Value {
-    json!({"type": "integer", "format": "int64", "minimum": 1, "maximum": crate::protocol::MAX_MONEY})
-}
+/// The components: every wire type's schema, generated from its derive.
+#[derive(utoipa::OpenApi)]
+#[openapi(components(schemas(
+    Lot,
+    Bid,
+    LotStatus,
+    LotInput,
+    StatusChange,
+    BidRequest,
+    LotsResponse,
+    Notice,
+    OpKind,
+    ChangesResponse,
+    ReplicationStatus,
+    ChaosPatch,
+    ChaosSettings,
+    ErrorBody,
+    ApiError,
+)))]
+struct Components;
 
 fn schemas() -> Value {
-    let status = json!({"type": "string", "enum": ["scheduled", "open", "closed", "sold", "passed", "withdrawn"]});
-    let time = json!({"type": "string", "format": "date-time"});
-    let seq = json!({"type": "integer", "format": "int64", "minimum": 0});
-    let attributes = json!({"type": "object", "maxProperties": 32,
-        "additionalProperties": {"oneOf": [{"type": "string", "maxLength": 200}, {"type": "integer"}, {"type": "boolean"}]}});
-    json!({
-        "Bid": {"type": "object", "required": ["lot_id", "bidder", "amount", "seq", "at"], "properties": {
-            "lot_id": {"type": "string"}, "bidder": {"type": "string"}, "amount": money(), "seq": seq, "at": time}},
-        "Lot": {"type": "object", "required": ["id", "title", "attributes", "currency", "starting_price", "increment",
-            "reserve_price", "current_price", "bid_count", "leading_bidder", "status", "starts_at", "ends_at", "seq",
-            "updated_at", "recent_bids"], "properties": {
-            "id": {"type": "string"}, "title": {"type": "string"}, "attributes": attributes,
-            "currency": {"type": "string"}, "starting_price": money(), "increment": money(),
-            "reserve_price": {"type": "integer", "nullable": true}, "current_price": money(),
-            "bid_count": {"type": "integer", "minimum": 0}, "leading_bidder": {"type": "string", "nullable": true},
-            "status": status, "starts_at": time, "ends_at": time, "seq": seq, "updated_at": time,
-            "recent_bids": {"type": "array", "maxItems": 10, "items": schema_ref("Bid")}}},
-        "LotInput": {"type": "object", "additionalProperties": false,
-            "required": ["title", "currency", "starting_price", "increment", "starts_at", "ends_at"], "properties": {
-            "title": {"type": "string", "minLength": 1, "maxLength": 200}, "attributes": attributes,
-            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}, "starting_price": money(), "increment": money(),
-            "reserve_price": {"allOf": [money()], "nullable": true}, "status": status,
-            "starts_at": time, "ends_at": time}},
-        "StatusChange": {"type": "object", "additionalProperties": false, "required": ["status"],
-            "properties": {"status": status}},
-        "BidRequest": {"type": "object", "additionalProperties": false, "required": ["amount"],
-            "properties": {"amount": money()}},
-        "LotsResponse": {"type": "object", "required": ["epoch", "seq", "lots", "missing"], "properties": {
-            "epoch": {"type": "string"}, "seq": seq, "lots": {"type": "array", "items": schema_ref("Lot")},
-            "missing": {"type": "array", "items": {"type": "string"}}}},
-        "Notice": {"type": "object", "required": ["seq", "lot_id", "kind", "at"], "properties": {
-            "seq": seq, "lot_id": {"type": "string"},
-            "kind": {"type": "string", "enum": ["upsert", "status", "bid"]}, "at": time}},
-        "ChangesResponse": {"type": "object", "required": ["epoch", "head", "changes"], "properties": {
-            "epoch": {"type": "string"}, "head": seq, "changes": {"type": "array", "items": schema_ref("Notice")}}},
-        "ReplicationStatus": {"type": "object",
-            "required": ["epoch", "primary_head", "replica_applied", "lag_ops", "lag_ms"], "properties": {
-            "epoch": {"type": "string"}, "primary_head": seq, "replica_applied": seq,
-            "lag_ops": {"type": "integer", "minimum": 0}, "lag_ms": {"type": "integer", "minimum": 0}}},
-        "ChaosPatch": {"type": "object", "additionalProperties": false, "properties": {
-            "replica_lag_ms": {"type": "integer", "minimum": 0, "maximum": crate::protocol::MAX_FAULT_DELAY_MS},
-            "replica_lag_random": {"type": "boolean"},
-            "notice_drop_rate": {"type": "number", "minimum": 0, "maximum": 1},
-            "fetch_error_rate": {"type": "number", "minimum": 0, "maximum": 1},
-            "fetch_delay_ms": {"type": "integer", "minimum": 0, "maximum": crate::protocol::MAX_FAULT_DELAY_MS},
-            "cut_streams": {"type": "boolean"},
-            "pause_replicator": {"type": "boolean"}}},
-        "ChaosSettings": {"type": "object", "required": ["replica_lag_ms", "replica_lag_random", "notice_drop_rate",
-            "fetch_error_rate", "fetch_delay_ms", "pause_replicator"], "properties": {
-            "replica_lag_ms": {"type": "integer"}, "replica_lag_random": {"type": "boolean"},
-            "notice_drop_rate": {"type": "number"}, "fetch_error_rate": {"type": "number"},
-            "fetch_delay_ms": {"type": "integer"}, "pause_replicator": {"type": "boolean"}}},
-        "ErrorBody": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object",
-            "required": ["code", "message"], "properties": {
-            "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"},
-            "min_next_bid": {"type": "integer"}, "status": status}}}}
-    })
+    let components = Components::openapi().components.unwrap_or_default();
+    // A generated schema always serialises.
+    serde_json::to_value(components.schemas).unwrap_or_default()
 }
 
 /// The master's document.
@@ -157,40 +131,40 @@ pub fn master_document() -> Value {
         "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics",
             "responses": {"200": {"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
-            "responses": {"200": {"description": "OpenAPI 3.0", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+            "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
         "/v1/lots/{id}": {
             "put": secured("admin", json!({"summary": "Create or replace a lot (price state is kept)", "operationId": "putLot",
-                "parameters": [lot_id()], "requestBody": {"required": true, "content": json_body("LotInput")["content"]},
-                "responses": {"200": ok("Replaced", "Lot"), "201": ok("Created", "Lot"), "400": error("Invalid id or body"),
+                "parameters": [lot_id()], "requestBody": {"required": true, "content": json_body::<LotInput>()["content"]},
+                "responses": {"200": ok::<Lot>("Replaced"), "201": ok::<Lot>("Created"), "400": error("Invalid id or body"),
                     "409": error("invalid_transition"), "413": error("Body over 64 KiB")}})),
             "get": secured("terminal", json!({"summary": "One lot from the replica", "operationId": "getLot",
                 "parameters": [lot_id(), min_seq(), param("If-None-Match", "header", false, json!({"type": "string"}), "ETag seen")],
-                "responses": {"200": ok("The lot; ETag is its seq", "Lot"), "304": {"description": "Not modified"},
+                "responses": {"200": ok::<Lot>("The lot; ETag is its seq"), "304": {"description": "Not modified"},
                     "400": error("Invalid id or query"), "404": error("No such lot"), "500": error("Injected failure"),
                     "503": error("replica_behind; see Retry-After")}}))
         },
         "/v1/lots/{id}/status": {"post": secured("admin", json!({"summary": "Change the status only",
             "operationId": "setStatus", "parameters": [lot_id()],
-            "requestBody": {"required": true, "content": json_body("StatusChange")["content"]},
-            "responses": {"200": ok("The lot", "Lot"), "400": error("Invalid body"), "404": error("No such lot"),
+            "requestBody": {"required": true, "content": json_body::<StatusChange>()["content"]},
+            "responses": {"200": ok::<Lot>("The lot"), "400": error("Invalid body"), "404": error("No such lot"),
                 "409": error("invalid_transition"), "413": error("Body over 64 KiB")}}))},
         "/v1/lots/{id}/bids": {"post": secured("bidder", json!({"summary": "Place a bid as the authenticated bidder",
             "operationId": "placeBid", "parameters": [lot_id(), param("Idempotency-Key", "header", false,
                 json!({"type": "string", "minLength": 1, "maxLength": 128}), "Retries with the same key and body are not placed twice")],
-            "requestBody": {"required": true, "content": json_body("BidRequest")["content"]},
-            "responses": {"201": ok("Accepted (or replayed)", "Bid"), "400": error("Invalid body or key"),
+            "requestBody": {"required": true, "content": json_body::<BidRequest>()["content"]},
+            "responses": {"201": ok::<Bid>("Accepted (or replayed)"), "400": error("Invalid body or key"),
                 "404": error("No such lot"), "409": error("bid_too_low, lot_not_open or idempotency_conflict"),
                 "413": error("Body over 64 KiB")}}))},
         "/v1/lots": {"get": secured("terminal", json!({"summary": "Batch fetch (ids) or snapshot of every lot",
             "operationId": "getLots", "parameters": [
                 param("ids", "query", false, json!({"type": "string"}), "Comma-separated lot ids, at most 500"), min_seq()],
-            "responses": {"200": ok("Lots consistent as of seq", "LotsResponse"), "400": error("Invalid query"),
+            "responses": {"200": ok::<LotsResponse>("Lots consistent as of seq"), "400": error("Invalid query"),
                 "500": error("Injected failure"), "503": error("replica_behind; see Retry-After")}}))},
         "/v1/changes": {"get": secured("terminal", json!({"summary": "Log entries after a sequence",
             "operationId": "getChanges", "parameters": [
                 param("after", "query", false, json!({"type": "integer", "minimum": 0}), "Last sequence seen"),
                 param("limit", "query", false, json!({"type": "integer", "minimum": 1, "maximum": 10000}), "Most entries")],
-            "responses": {"200": ok("Entries in order, no gaps", "ChangesResponse"), "400": error("Invalid query"),
+            "responses": {"200": ok::<ChangesResponse>("Entries in order, no gaps"), "400": error("Invalid query"),
                 "410": error("history_truncated: resynchronise")}}))},
         "/v1/notices": {"get": secured("terminal", json!({"summary": "Notice stream (Server-Sent Events)",
             "description": "Events: hello (first), notice (id = seq), heartbeat (head), reset (resume point unavailable).",
@@ -203,18 +177,18 @@ pub fn master_document() -> Value {
                 "content": {"text/event-stream": {"schema": {"type": "string"}}}}, "400": error("Invalid resume point"),
                 "503": error("overloaded: too many open streams; see Retry-After")}}))},
         "/v1/replication": {"get": secured("terminal", json!({"summary": "Replication status",
-            "operationId": "replication", "responses": {"200": ok("Head, applied, lag", "ReplicationStatus")}}))},
+            "operationId": "replication", "responses": {"200": ok::<ReplicationStatus>("Head, applied, lag")}}))},
         "/v1/chaos": {
             "get": secured("admin", json!({"summary": "Active faults", "operationId": "getChaos",
-                "responses": {"200": ok("Settings", "ChaosSettings"), "404": error("chaos_disabled")}})),
+                "responses": {"200": ok::<ChaosSettings>("Settings"), "404": error("chaos_disabled")}})),
             "post": secured("admin", json!({"summary": "Change faults; omitted fields keep their values",
-                "operationId": "patchChaos", "requestBody": {"required": true, "content": json_body("ChaosPatch")["content"]},
-                "responses": {"200": ok("Settings", "ChaosSettings"), "400": error("Invalid field"),
+                "operationId": "patchChaos", "requestBody": {"required": true, "content": json_body::<ChaosPatch>()["content"]},
+                "responses": {"200": ok::<ChaosSettings>("Settings"), "400": error("Invalid field"),
                     "404": error("chaos_disabled"), "413": error("Body over 64 KiB")}}))
         }
     });
     json!({
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "lotsync master", "version": env!("CARGO_PKG_VERSION"),
             "description": "Notify, then fetch: notices over SSE, lots from the replica. Money is integer minor units."},
         "paths": paths,

@@ -134,8 +134,13 @@ async fn main() -> anyhow::Result<()> {
         "cache tier: {} subscribers, {} lots, {} bids/s for {} s, grace {} ms",
         args.subscribers, args.lots, args.rate, args.seconds, args.grace_ms
     );
+    let progress = lotsync_tests::progress::Progress::bar("cache-bench", 2);
+    progress.stage("master only");
     let direct = run(&args, false).await.context("run without the cache")?;
+    progress.advance();
+    progress.stage("with memcached");
     let cached = run(&args, true).await.context("run with the cache")?;
+    progress.finish();
     println!(
         "| run | notices | master fetches | lots from master | lots from cache | notice-to-mirror p50 | p99 (median subscriber) |"
     );

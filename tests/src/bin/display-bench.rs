@@ -82,7 +82,9 @@ async fn main() -> anyhow::Result<()> {
     // keeps at most six connections per server, and each page holds one open.
     let mut browsers: Vec<Browser> = Vec::new();
     let mut next_bid = 0usize;
+    let progress = lotsync_tests::progress::Progress::bar("display-bench", args.pages.len() as u64);
     for &pages in &args.pages {
+        progress.stage(format!("{pages} pages"));
         while browsers.len() < pages {
             let browser = Browser::start(1280, 720).await?;
             browser.goto(&hall.display_url("layout=board")).await?;
@@ -145,7 +147,9 @@ async fn main() -> anyhow::Result<()> {
             percentile(&latencies, 0.99),
             latencies[latencies.len() - 1],
         );
+        progress.advance();
     }
+    progress.finish();
     for browser in browsers {
         browser.close().await;
     }

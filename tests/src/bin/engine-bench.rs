@@ -197,8 +197,11 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!("| primary / replica | bids/s | replica lag p50 | replica lag p99 | lag samples |");
     println!("|---|---:|---:|---:|---:|");
+    let progress = lotsync_tests::progress::Progress::bar("engine-bench", cli.pairs.len() as u64);
     for pair in &cli.pairs {
+        progress.stage(format!("{pair:?}"));
         let f = run_pair(pair, &cli).await?;
+        progress.advance();
         println!(
             "| {pair} | {:.0} | {} | {} | {} |",
             f.bids as f64 / f.elapsed.as_secs_f64(),
@@ -207,5 +210,6 @@ async fn main() -> anyhow::Result<()> {
             f.samples
         );
     }
+    progress.finish();
     Ok(())
 }

@@ -4,6 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use url::Url;
+
 /// Where a database lives: a SQLite file, or a database on a PostgreSQL or MariaDB
 /// server.
 ///
@@ -48,33 +50,32 @@ impl FromStr for DbUrl {
             }
             return Ok(DbUrl::Sqlite(PathBuf::from(path)));
         };
-        let database = rest
-            .split_once('/')
-            .map(|(_, db)| db.split('?').next().unwrap_or(""))
-            .unwrap_or("");
-        let needs_db = || {
-            if database.is_empty() {
-                Err(BadUrl(format!(
-                    "{scheme}:// URL needs a database name: {scheme}://USER@HOST:PORT/DATABASE"
-                )))
-            } else {
-                Ok(())
-            }
-        };
-        match scheme {
-            "sqlite" => Ok(DbUrl::Sqlite(PathBuf::from(rest))),
-            "postgres" | "postgresql" => {
-                needs_db()?;
-                Ok(DbUrl::Postgres(text.to_owned()))
-            }
-            "mysql" | "mariadb" => {
-                needs_db()?;
-                Ok(DbUrl::MySql(format!("mysql://{rest}")))
-            }
-            other => Err(BadUrl(format!(
-                "unknown database scheme {other:?}: use sqlite:PATH, postgres://... or mysql://..."
-            ))),
+        if scheme == "sqlite" {
+            return Ok(DbUrl::Sqlite(PathBuf::from(rest)));
         }
+        if !matches!(scheme, "postgres" | "postgresql" | "mysql" | "mariadb") {
+            return Err(BadUrl(format!(
+                "unknown database scheme {scheme:?}: use sqlite:PATH, postgres://... or mysql://..."
+            )));
+        }
+        // The parser's message never repeats the URL, so no secret can leak through it.
+        let url = parse(text).map_err(|e| BadUrl(format!("bad {scheme}:// URL: {e}")))?;
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(BadUrl(format!(
+                "{scheme}:// URL needs a host: {scheme}://USER@HOST:PORT/DATABASE"
+            )));
+        }
+        if url.path().trim_start_matches('/').is_empty() {
+            return Err(BadUrl(format!(
+                "{scheme}:// URL needs a database name: {scheme}://USER@HOST:PORT/DATABASE"
+            )));
+        }
+        // The text is kept as given (the drivers parse it again); only the scheme of
+        // MariaDB is spelled the way the driver expects.
+        Ok(match scheme {
+            "postgres" | "postgresql" => DbUrl::Postgres(text.to_owned()),
+            _ => DbUrl::MySql(format!("mysql://{rest}")),
+        })
     }
 }
 
@@ -100,53 +101,72 @@ impl DbUrl {
 /// Query parameters whose value is hidden: anything that looks like a secret.
 fn is_secret_param(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    ["pass", "pwd", "secret", "token"]
+    ["pass", "pwd", "secret", "token", "key"]
         .iter()
         .any(|word| name.contains(word))
 }
 
+/// Parse `text` with the `url` crate. A password written without percent-encoding may
+/// hold '@' or '/', which a URL parser reads as the end of the user part: the user
+/// part is taken to run to the last '@' before the query, and its '@', '/', '?' and
+/// '#' are percent-encoded first.
+fn parse(text: &str) -> Result<Url, url::ParseError> {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Url::parse(text);
+    };
+    let before_query = rest.find(['?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..before_query].rfind('@') else {
+        return Url::parse(text);
+    };
+    let mut user_info = String::with_capacity(at + 8);
+    for c in rest[..at].chars() {
+        match c {
+            '@' => user_info.push_str("%40"),
+            '/' => user_info.push_str("%2F"),
+            '?' => user_info.push_str("%3F"),
+            '#' => user_info.push_str("%23"),
+            c => user_info.push(c),
+        }
+    }
+    Url::parse(&format!("{scheme}://{user_info}{}", &rest[at..]))
+}
+
 /// `scheme://user:***@host/db?password=***`: the password of the user part and every
 /// secret-looking query parameter replaced, so the URL can go into logs and errors.
-/// Works on any `scheme://` text, also a server URL without a database.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+/// Works on any `scheme://` text, also a server URL without a database; text that is
+/// not a URL at all is hidden whole, since what in it is secret cannot be told.
+///
+/// ```
+/// use mock_master::store::engine::url::redact;
+/// assert_eq!(
+///     redact("postgres://u:pw@db:5432/lots?sslmode=require&sslpassword=k"),
+///     "postgres://u:***@db:5432/lots?sslmode=require&sslpassword=***"
+/// );
+/// assert_eq!(redact("postgres://u:pw@db:bad-port/lots"), "<unparseable URL hidden>");
+/// ```
+pub fn redact(text: &str) -> String {
+    let Ok(mut url) = parse(text) else {
+        return "<unparseable URL hidden>".to_owned();
     };
-    // A password written without percent-encoding may hold '@' or '/': the user part
-    // runs to the last '@' before the query, and the host ends at the next '/'.
-    let before_query = rest.find(['?', '#']).unwrap_or(rest.len());
-    let (user_info, after_user) = match rest[..before_query].rfind('@') {
-        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
-        None => (None, rest),
-    };
-    let host_end = after_user.find(['/', '?', '#']).unwrap_or(after_user.len());
-    let (host, tail) = after_user.split_at(host_end);
-    let authority = match user_info {
-        Some(user_info) if user_info.contains(':') => {
-            let user = user_info.split(':').next().unwrap_or("");
-            format!("{user}:***@{host}")
-        }
-        Some(user) => format!("{user}@{host}"),
-        None => host.to_owned(),
-    };
-    let (path, fragment) = match tail.split_once('#') {
-        Some((path, fragment)) => (path, format!("#{fragment}")),
-        None => (tail, String::new()),
-    };
-    let tail = match path.split_once('?') {
-        Some((path, query)) => {
-            let params: Vec<String> = query
-                .split('&')
-                .map(|param| match param.split_once('=') {
-                    Some((name, _)) if is_secret_param(name) => format!("{name}=***"),
-                    _ => param.to_owned(),
-                })
-                .collect();
-            format!("{path}?{}", params.join("&"))
-        }
-        None => path.to_owned(),
-    };
-    format!("{scheme}://{authority}{tail}{fragment}")
+    if url.password().is_some() {
+        // Only fails for URLs that cannot have a user part, which have no password.
+        let _ = url.set_password(Some("***"));
+    }
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if is_secret_param(&name) {
+                    "***".to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 impl fmt::Display for DbUrl {
@@ -164,15 +184,16 @@ impl fmt::Debug for DbUrl {
     }
 }
 
-/// `url` with its database name replaced by `database` (query string kept).
-pub fn with_database(url: &str, database: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let (before_query, query) = match rest.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (rest, String::new()),
-    };
-    let authority = before_query.split('/').next().unwrap_or(before_query);
-    format!("{scheme}://{authority}/{database}{query}")
+/// `url` with its database name replaced by `database` (query string kept). Text that
+/// does not parse as a URL is returned unchanged (the driver then says why).
+pub fn with_database(text: &str, database: &str) -> String {
+    match parse(text) {
+        Ok(mut url) => {
+            url.set_path(&format!("/{database}"));
+            url.to_string()
+        }
+        Err(_) => text.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -237,6 +258,43 @@ mod tests {
             "postgres://u@h:5432/t1?x=1"
         );
         assert_eq!(with_database("mysql://root@h", "t2"), "mysql://root@h/t2");
+    }
+
+    #[test]
+    fn every_secret_is_hidden_and_errors_never_repeat_the_url() {
+        for (given, shown) in [
+            // Percent-encoded password, and secrets under several parameter names.
+            (
+                "postgres://u:p%40ss@h/db?token=t0k&sslkey=k3y&api_key=a&sslmode=verify-full",
+                "postgres://u:***@h/db?token=***&sslkey=***&api_key=***&sslmode=verify-full",
+            ),
+            // IPv6 host, no user part.
+            (
+                "postgres://[::1]:5432/db?password=x",
+                "postgres://[::1]:5432/db?password=***",
+            ),
+            // A user without a password is not a secret.
+            (
+                "mysql://root@127.0.0.1:3306/db",
+                "mysql://root@127.0.0.1:3306/db",
+            ),
+        ] {
+            assert_eq!(redact(given), shown, "{given}");
+            assert_eq!(given.parse::<DbUrl>().unwrap().to_string(), shown);
+        }
+        // Not parseable: hidden whole, and the parse error does not repeat it.
+        assert_eq!(
+            redact("postgres://u:s3cret@h:99999/db"),
+            "<unparseable URL hidden>"
+        );
+        for bad in [
+            "postgres://u:s3cret@h:99999/db",
+            "mysql://u:s3cret@:3306/db",
+            "postgres://u:s3cret@/db?password=s3cret",
+        ] {
+            let error = bad.parse::<DbUrl>().expect_err(bad).to_string();
+            assert!(!error.contains("s3cret"), "{bad}: {error}");
+        }
     }
 
     /// What a driver says when it cannot use or reach a URL must not carry the secret

@@ -140,7 +140,8 @@ impl TerminalServerBuilder {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))
             .tcp_nodelay(true)
-            .build()?;
+            .build()
+            .map_err(crate::BuildError::http)?;
         let relay = Arc::new(Relay::new(
             self.ring,
             Arc::new(Access::new(self.display_tokens)),
@@ -153,7 +154,12 @@ impl TerminalServerBuilder {
         let client = self.client.observer(relay.clone()).build()?;
         let _ = relay.mirror.set(client.mirror());
         let _ = relay.state.set(client.state());
-        let _ = relay.client_metrics.set(client.metrics_handle());
+        let mut registry = prometheus_client::registry::Registry::with_prefix("lotsync");
+        client.metrics_handle().register(&mut registry);
+        relay
+            .metrics
+            .register(registry.sub_registry_with_prefix("downstream"));
+        let _ = relay.registry.set(registry);
         // Lots that arrive by fetch release the notices waiting for them.
         let mut changes = client.mirror().watch_changes();
         let follower = relay.clone();
@@ -307,14 +313,20 @@ async fn healthz(State(source): State<RelaySource>) -> impl IntoResponse {
 
 async fn metrics(State(source): State<RelaySource>) -> impl IntoResponse {
     let relay = &source.0;
-    // The upstream client's own counters, then what this server served downstream.
-    let mut text = relay
-        .client_metrics
-        .get()
-        .map(|m| m.snapshot().to_prometheus())
-        .unwrap_or_default();
-    relay.metrics.render("lotsync_downstream", &mut text);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    // The upstream client's own metrics and what this server served downstream, from
+    // one registry (built with the client, which exists before the server listens).
+    let mut text = String::new();
+    match relay.registry.get() {
+        Some(registry) => {
+            // Writing to a String cannot fail.
+            let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, registry);
+        }
+        None => relay.metrics.render("lotsync_downstream", &mut text),
+    }
+    (
+        [(header::CONTENT_TYPE, crate::serve::metrics::CONTENT_TYPE)],
+        text,
+    )
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -41,8 +41,9 @@ pub(crate) struct Relay {
     pub mirror: OnceLock<Mirror>,
     /// The client's connection state, known once the client is built.
     pub state: OnceLock<watch::Receiver<ConnectionState>>,
-    /// The client's counters, for `/metrics`.
-    pub client_metrics: OnceLock<Arc<crate::metrics::Metrics>>,
+    /// The server's metrics registry, known once the client is built: the client's
+    /// `lotsync_*` metrics and what this server served, as `lotsync_downstream_*`.
+    pub registry: OnceLock<prometheus_client::registry::Registry>,
     /// Shared with the wall display's routes, which trade a token for a cookie.
     pub access: Arc<Access>,
     pub metrics: Arc<ServeMetrics>,
@@ -76,7 +77,7 @@ impl Relay {
             log: Arc::new(NoticeLog::new("", capacity, 0)),
             mirror: OnceLock::new(),
             state: OnceLock::new(),
-            client_metrics: OnceLock::new(),
+            registry: OnceLock::new(),
             access,
             metrics: Arc::default(),
             shutdown: CancellationToken::new(),

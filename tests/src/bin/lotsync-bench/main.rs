@@ -110,6 +110,18 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The benchmark's progress on stderr (a spinner naming the scenario running; drawn
+/// only when stderr is a terminal).
+static PROGRESS: std::sync::OnceLock<lotsync_tests::progress::Progress> =
+    std::sync::OnceLock::new();
+
+/// Now running the scenario `what`.
+fn stage(what: impl Into<String>) {
+    PROGRESS
+        .get_or_init(|| lotsync_tests::progress::Progress::spinner("lotsync-bench"))
+        .stage(what);
+}
+
 async fn bench(quick: bool, servers_only: bool, out: PathBuf) -> anyhow::Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let machine = report::Machine::detect();
@@ -127,6 +139,9 @@ async fn bench(quick: bool, servers_only: bool, out: PathBuf) -> anyhow::Result<
     plan.core = !servers_only;
     let started = std::time::Instant::now();
     let results = scenarios::run_all(plan, &out).await?;
+    if let Some(progress) = PROGRESS.get() {
+        progress.finish();
+    }
     let targets = report::targets(&results);
     let report = report::Report {
         machine,

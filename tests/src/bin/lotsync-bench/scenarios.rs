@@ -300,6 +300,7 @@ pub async fn run_all(plan: Plan, scratch: &Path) -> anyhow::Result<Results> {
     // Before any process starts, so every one inherits it.
     let open_files = servers::raise_open_files();
 
+    crate::stage("loopback floor");
     tracing::info!("loopback floor");
     let floor = loopback_floor(plan.floor_requests).await?;
     let mut results = Results {
@@ -345,6 +346,7 @@ fn bursts_load(plan: &Plan) -> Load {
 async fn fanout_points(plan: &Plan, sizes: &[u32]) -> anyhow::Result<Vec<FanoutPoint>> {
     let mut fanout = Vec::new();
     for &size in sizes {
+        crate::stage(format!("fan-out: {size} subscribers"));
         tracing::info!(subscribers = size, rate = plan.fanout_rate, "fan-out");
         let spec = fleet(Mode::Notify, 0, size, 0);
         let (mut s, _) = measure(
@@ -371,6 +373,7 @@ async fn fanout_points(plan: &Plan, sizes: &[u32]) -> anyhow::Result<Vec<FanoutP
 /// bursts.
 async fn core(plan: &Plan, scratch: &Path, r: &mut Results) -> anyhow::Result<()> {
     let n = plan.subscribers;
+    crate::stage(format!("notify, then fetch: {n} subscribers"));
     tracing::info!(
         subscribers = n,
         rate = plan.busy_rate,
@@ -388,6 +391,7 @@ async fn core(plan: &Plan, scratch: &Path, r: &mut Results) -> anyhow::Result<()
     r.latency = s.remove(0);
     r.notice_arrival = s.remove(0);
 
+    crate::stage(format!("polling: {n} subscribers"));
     tracing::info!(
         subscribers = n,
         rate = plan.busy_rate,
@@ -409,6 +413,7 @@ async fn core(plan: &Plan, scratch: &Path, r: &mut Results) -> anyhow::Result<()
         poll_250: s.remove(0),
     };
 
+    crate::stage(format!("all designs at a hall's rate: {n} subscribers"));
     tracing::info!(
         subscribers = n,
         rate = plan.quiet_rate,
@@ -452,6 +457,7 @@ async fn core(plan: &Plan, scratch: &Path, r: &mut Results) -> anyhow::Result<()
         }
     }
 
+    crate::stage("bursts");
     tracing::info!(hot = plan.hot_lots, per_burst = plan.per_burst, "bursts");
     let (mut s, run) = measure(
         plan.lots,

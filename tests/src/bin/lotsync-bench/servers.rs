@@ -205,6 +205,7 @@ pub async fn run(
         ));
     }
     let steady = |rate, seconds| Load::Steady { rate, seconds };
+    crate::stage(format!("one terminal server, {streams} streams"));
     tracing::info!(streams, "one terminal server, many streams");
     results.streams = Some(
         crate::relayed::many_streams(
@@ -216,6 +217,7 @@ pub async fn run(
         )
         .await?,
     );
+    crate::stage("two-level tree");
     tracing::info!(displays = plan.tree_displays, "two-level tree");
     results.tree = Some(
         crate::relayed::tree(
