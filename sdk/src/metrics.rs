@@ -534,8 +534,8 @@ mod tests {
         Metrics::add(&metrics.fetches, 3);
         let text = metrics.snapshot().to_prometheus();
         assert!(text.contains("lotsync_fetches_total 3"), "{text}");
-        // 22 counters, the percentiles and their sample count.
-        assert_eq!(text.matches("# TYPE").count(), 24);
+        // 23 counters, the percentiles and their sample count.
+        assert_eq!(text.matches("# TYPE").count(), 25);
     }
 
     #[test]
