@@ -273,12 +273,12 @@ fn detail_lines(app: &App, lot: &Lot, width: usize) -> Vec<Line<'static>> {
         "Leader",
         truncate(lot.leading_bidder.as_deref().unwrap_or("—"), value_width),
     ));
-    let reserve = match lot.reserve_price {
-        None => "none".to_owned(),
-        Some(_) if lot.reserve_met() => "met".to_owned(),
-        Some(_) => "not met".to_owned(),
+    let reserve = match lot.reserve_met {
+        None => "none",
+        Some(true) => "met",
+        Some(false) => "not met",
     };
-    lines.push(field("Reserve", reserve));
+    lines.push(field("Reserve", reserve.to_owned()));
     lines.push(field("Left", format::time_left(lot, app.now)));
     if !lot.attributes.is_empty() {
         lines.push(Line::default());

@@ -29,6 +29,7 @@ fn bids(id: &str, prices: &[i64]) -> Vec<Bid> {
             amount: *amount,
             seq: 100 + i as u64,
             at: at(-600 + 30 * i as i64),
+            proxy: false,
         })
         .collect()
 }
