@@ -265,6 +265,20 @@ impl Client {
         self.inner.api.place_bid(lot_id, request).await
     }
 
+    /// Place a bid, a maximum, or both ([`BidRequest`]), with one idempotency key across
+    /// retries; the receipt says where the bidder stands afterwards.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: lotsync::Client) -> Result<(), lotsync::BidError> {
+    /// use lotsync::protocol::BidRequest;
+    /// let receipt = client.bid("lot-1", BidRequest::amount(1_250_000)).await?;
+    /// assert_eq!(receipt.bid.amount, 1_250_000);
+    /// # Ok(()) }
+    /// ```
+    pub async fn bid(&self, lot_id: &str, request: BidRequest) -> Result<BidReceipt, BidError> {
+        self.inner.api.place_bid(lot_id, request).await
+    }
+
     /// This bidder's own maximum on a lot, whether they lead, and the next bid.
     ///
     /// ```no_run

@@ -93,11 +93,9 @@ impl Ctx<'_> {
                 },
             )?;
         }
-        let mut count = lot.bid_count;
         let mut own: Option<Bid> = None;
         let mut last_seq = lot.seq;
-        for placed in &resolution.bids {
-            count += 1;
+        for (count, placed) in (lot.bid_count + 1..).zip(&resolution.bids) {
             let bid = Bid {
                 lot_id: lot_id.to_owned(),
                 bidder: placed.bidder.clone(),

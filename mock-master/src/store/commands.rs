@@ -162,7 +162,9 @@ impl Ctx<'_> {
                 let Some(lot) = schema::load_lot(self.conn, &id)? else {
                     continue;
                 };
-                if !lanes::may_open(self.conn, &lot.lot)? {
+                // A lane may have opened it already in this pass.
+                if lot.lot.status != LotStatus::Scheduled || !lanes::may_open(self.conn, &lot.lot)?
+                {
                     continue;
                 }
                 self.append(&id, &Op::status(LotStatus::Open))?;

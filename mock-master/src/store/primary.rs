@@ -409,10 +409,9 @@ impl Writer {
                 self.conn.batch("ROLLBACK TO SAVEPOINT command")?;
                 if let (Some((bidder, lot_id, request)), Some(error)) =
                     (bid, done.last().and_then(Done::refusal))
+                    && !matches!(error, StoreError::NotFound(_))
                 {
-                    if !matches!(error, StoreError::NotFound(_)) {
-                        audit::refused(&mut *self.conn, &lot_id, &bidder, &request, error)?;
-                    }
+                    audit::refused(&mut *self.conn, &lot_id, &bidder, &request, error)?;
                 }
                 self.conn.batch("RELEASE SAVEPOINT command")?;
             }
