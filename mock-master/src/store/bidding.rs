@@ -136,6 +136,7 @@ impl Ctx<'_> {
                 own = Some(bid);
             }
         }
+        let placed = own.is_some();
         let own = own.unwrap_or_else(|| Bid {
             // A maximum changed while leading: no bid, the standing one is the answer.
             lot_id: lot_id.to_owned(),
@@ -151,6 +152,7 @@ impl Ctx<'_> {
         };
         let receipt = BidReceipt {
             bid: own,
+            placed,
             max_amount,
             leading: resolution.leader.as_deref() == Some(bidder),
             current_price: resolution.price,

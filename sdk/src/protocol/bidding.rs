@@ -78,6 +78,10 @@ pub struct BidReceipt {
     /// The bid.
     #[serde(flatten)]
     pub bid: Bid,
+    /// Whether this request placed `bid` (false when a maximum changed while the
+    /// caller led: `bid` is then their standing bid, placed earlier).
+    #[serde(default = "placed_default")]
+    pub placed: bool,
     /// The caller's maximum on this lot, if they have one (only ever sent to them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_amount: Option<Money>,
@@ -90,6 +94,10 @@ pub struct BidReceipt {
     /// The lot's version after the request: fetch with this `min_seq` to see it.
     #[serde(default)]
     pub lot_seq: Seq,
+}
+
+fn placed_default() -> bool {
+    true
 }
 
 /// `GET /v1/lots/{id}/max` (the bidder's own): their maximum and where they stand.
