@@ -85,13 +85,13 @@ async fn run_seed(seed: u64) -> Outcome {
                     amount += 300;
                     // Every fifth request leaves a maximum: the master's proxy bids
                     // answer the others' bids, all through the same log.
-                    let placed = if rng.random_range(0..5) == 0 {
+                    let ok = if rng.random_range(0..5) == 0 {
                         let max = lotsync::protocol::BidRequest::max(amount + 900);
                         handle.bid(bidder, id, max).await.is_ok()
                     } else {
                         handle.place_bid(bidder, id, amount).await.is_ok()
                     };
-                    if placed {
+                    if ok {
                         placed += 1;
                         accepted.fetch_add(1, Ordering::Relaxed);
                         progress.send_modify(|bids| *bids += 1);
