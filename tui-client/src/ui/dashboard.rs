@@ -1,7 +1,9 @@
 //! The dashboard: a table of lots and a detail pane for the selected one.
 //!
-//! Columns that do not fit are dropped in order of importance (leader, bids, status,
-//! time left, price); the title column takes what is left and is cut with `…`. The
+//! Columns that do not fit are dropped in order of importance (leader, bids, lane,
+//! reserve, status, time left, price); lane, reserve and "you" (leading or outbid on the
+//! bidder's own lots) appear only when some lot has them; the title column takes what
+//! is left and is cut with `…`. The
 //! detail pane sits to the right on wide terminals, below on tall ones, and is left
 //! out on small ones.
 
@@ -137,10 +139,10 @@ fn render_table(app: &App, area: Rect, buf: &mut Buffer) {
     // Highlight symbol (2) plus one space between columns.
     let available = inner.width.saturating_sub(2);
     for drop in [
-        Column::Lane,
-        Column::Reserve,
         Column::Leader,
         Column::Bids,
+        Column::Lane,
+        Column::Reserve,
         Column::Status,
         Column::Left,
         Column::Price,
