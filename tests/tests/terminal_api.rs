@@ -419,6 +419,11 @@ async fn reserve_and_maximums_never_reach_terminals(t: &Target) {
             assert!(!text.contains(secret), "{what} shows {secret}: {text}");
         }
     };
+    // Her own maximum to alice (through a terminal server too), nobody's to bob.
+    let (status, _, mine) = t.get("/v1/lots/secret/max", Some("alice-token"), &[]).await;
+    assert_eq!((status, &mine["max_amount"]), (200, &Value::from(MAX)));
+    let (status, _, his) = t.get("/v1/lots/secret/max", Some("bob-token"), &[]).await;
+    assert_eq!((status, &his["max_amount"]), (200, &Value::Null));
     let (status, lot) = t.read("/v1/lots/secret").await;
     assert_eq!(status, 200);
     clean("a fetch", &lot.to_string());

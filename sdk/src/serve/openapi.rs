@@ -36,6 +36,7 @@ pub const TERMINAL_SERVER_ROUTES: &[(&str, &str)] = &[
     ("get", "/openapi.json"),
     ("get", "/v1/lots/{id}"),
     ("post", "/v1/lots/{id}/bids"),
+    ("get", "/v1/lots/{id}/max"),
     ("get", "/v1/lots"),
     ("get", "/v1/changes"),
     ("get", "/v1/notices"),
