@@ -1,12 +1,16 @@
-//! Demo: a catalogue of used cars, an auction driver that lists them in staggered waves
-//! (a fresh round with new ids whenever everything is settled, so it runs forever), and
-//! bot bidders that bid through the same store path as HTTP bids.
+//! Demo: a catalogue of used cars run in four sequential lanes (A–D: one live lot per
+//! lane, the next opening a few seconds after the previous settles), with a realistic
+//! increment ladder; an auction driver that lists a fresh round with new ids whenever
+//! everything is settled, so it runs forever; and bot bidders that bid, or leave
+//! maximums, through the same store path as HTTP bids.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, Utc};
-use lotsync::protocol::{LotInput, LotStatus, Money};
+use lotsync::protocol::{
+    BidRequest, IncrementBand, Ladder, LaneSettings, LotInput, LotStatus, Money,
+};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -15,10 +19,15 @@ use crate::server::AppState;
 
 /// Lots per round.
 pub const ROUND_SIZE: usize = 36;
-/// Lots opening together.
-const WAVE: usize = 4;
-/// Time between waves.
+/// The demo's lanes; lots are dealt to them in turn, so each runs a ninth of a round.
+pub const LANES: [&str; 4] = ["A", "B", "C", "D"];
+/// Lots opening together: the first lot of every lane.
+const WAVE: usize = LANES.len();
+/// Planned time between a lane's lots (a lot opens later if the one before it has not
+/// settled yet, plus [`LANE_GAP_MS`]).
 const WAVE_GAP_SECS: i64 = 75;
+/// Pause between a lot settling and the next lot of its lane opening.
+pub const LANE_GAP_MS: u64 = 5_000;
 
 /// (make, model, price of a new one in euros)
 const MODELS: &[(&str, &str, i64)] = &[
@@ -69,14 +78,25 @@ fn rng(state: &AppState, salt: u64) -> StdRng {
     }
 }
 
-/// Bid step for a price, in cents: larger steps for dearer cars.
+/// The demo's increment ladder, in cents, as European used-car auctions run it:
+/// 100 € steps under 5,000 €, 250 € to 15,000 €, 500 € to 40,000 €, 1,000 € above.
+pub fn demo_ladder() -> Ladder {
+    Ladder::new(
+        [
+            (0, 10_000),
+            (500_000, 25_000),
+            (1_500_000, 50_000),
+            (4_000_000, 100_000),
+        ]
+        .into_iter()
+        .map(|(from, step)| IncrementBand { from, step })
+        .collect(),
+    )
+}
+
+/// Bid step for a price, in cents: the step of [`demo_ladder`]'s band.
 pub fn increment_for(price: Money) -> Money {
-    match price / 100 {
-        ..5_000 => 10_000,
-        5_000..15_000 => 25_000,
-        15_000..40_000 => 50_000,
-        _ => 100_000,
-    }
+    demo_ladder().step_at(price)
 }
 
 /// One round of the catalogue: `(id, lot)` pairs, waves of four opening every 75 s,
@@ -122,12 +142,13 @@ pub fn catalogue(round: u64, now: DateTime<Utc>, rng: &mut impl Rng) -> Vec<(Str
                 .collect::<String>()
                 .to_lowercase();
             let id = format!("r{round}-{:02}-{slug}", i + 1);
+            let lane = LANES[i % LANES.len()];
             let input = LotInput {
                 title: format!("{year} {make} {model}"),
                 attributes,
                 currency: "EUR".into(),
                 starting_price,
-                increment: increment_for(starting_price),
+                increment: demo_ladder(),
                 reserve_price: rng.random_bool(0.4).then(|| starting_price / 100 * 130),
                 status: Some(if wave == 0 {
                     LotStatus::Open
@@ -136,6 +157,8 @@ pub fn catalogue(round: u64, now: DateTime<Utc>, rng: &mut impl Rng) -> Vec<(Str
                 }),
                 starts_at,
                 ends_at,
+                lane: Some(lane.to_owned()),
+                run_order: Some(wave as u32 + 1),
             };
             (id, input)
         })
@@ -147,6 +170,15 @@ pub fn catalogue(round: u64, now: DateTime<Utc>, rng: &mut impl Rng) -> Vec<(Str
 pub async fn run_auction(state: AppState) {
     let mut rng = rng(&state, 0);
     let mut round = 1u64;
+    for lane in LANES {
+        let settings = LaneSettings {
+            sequential: true,
+            gap_ms: LANE_GAP_MS,
+        };
+        if let Err(e) = state.store.set_lane(lane, settings).await {
+            tracing::warn!(error = %e, lane, "demo could not set up a lane");
+        }
+    }
     loop {
         let prefix = format!("r{round}-");
         let existing = state.store.primary_lots().await.unwrap_or_default();
@@ -219,7 +251,13 @@ pub async fn run_bot(state: AppState, index: usize) {
             continue;
         };
         let amount = lot.min_next_bid() + lot.increment * rng.random_range(0..=2);
-        match state.store.place_bid(&name, &lot.id, amount, None).await {
+        // About one bid in four leaves a maximum instead, as online bidders do.
+        let request = if rng.random_bool(0.25) {
+            BidRequest::max(lot.min_next_bid() + lot.increment * rng.random_range(2..=8))
+        } else {
+            BidRequest::amount(amount)
+        };
+        match state.store.bid(&name, &lot.id, request, None).await {
             Ok(_) => tracing::debug!(bot = %name, lot = %lot.id, amount, "bot bid"),
             Err(e) => tracing::debug!(bot = %name, lot = %lot.id, error = %e, "bot bid rejected"),
         }

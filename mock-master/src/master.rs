@@ -290,12 +290,36 @@ pub struct MasterHandle {
 impl MasterHandle {
     /// Create or replace a lot.
     pub async fn put_lot(&self, id: &str, input: LotInput) -> Result<Lot, StoreError> {
-        Ok(self.state.store.put_lot(id, input).await?.0)
+        Ok(self.state.store.put_lot(id, input).await?.0.lot)
     }
 
     /// Change a lot's status.
     pub async fn set_status(&self, id: &str, status: LotStatus) -> Result<Lot, StoreError> {
-        self.state.store.set_status(id, status).await
+        Ok(self.state.store.set_status(id, status).await?.lot)
+    }
+
+    /// Create or change a lane's settings.
+    pub async fn set_lane(
+        &self,
+        lane: &str,
+        settings: lotsync::protocol::LaneSettings,
+    ) -> Result<lotsync::protocol::Lane, StoreError> {
+        self.state.store.set_lane(lane, settings).await
+    }
+
+    /// Place a bid and/or a maximum as `bidder` (no token needed).
+    pub async fn bid(
+        &self,
+        bidder: &str,
+        id: &str,
+        request: lotsync::protocol::BidRequest,
+    ) -> Result<lotsync::protocol::BidReceipt, StoreError> {
+        Ok(self
+            .state
+            .store
+            .bid(bidder, id, request, None)
+            .await?
+            .receipt)
     }
 
     /// Place a bid as `bidder` (no token needed).

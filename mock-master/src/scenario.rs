@@ -329,11 +329,13 @@ impl Scenario {
                 attributes: lot.attributes.clone(),
                 currency: lot.currency.clone(),
                 starting_price: lot.starting_price,
-                increment: lot.increment,
+                increment: lot.increment.into(),
                 reserve_price: lot.reserve_price,
                 status: lot.status,
                 starts_at: now,
                 ends_at: now + chrono::Duration::milliseconds(lot.duration_ms),
+                lane: None,
+                run_order: None,
             };
             input
                 .validate()

@@ -44,7 +44,7 @@ async fn add_replace_and_status_only_paths(p: Engine, r: Engine) {
 
     // Replace keeps the price state and the bids.
     let mut input = open_lot("Volvo V70 D4, new photos");
-    input.increment = 10_000;
+    input.increment = 10_000.into();
     let (lot, created) = store.put_lot("car-1", input).await.unwrap();
     assert!(!created);
     assert_eq!(lot.title, "Volvo V70 D4, new photos");
@@ -94,14 +94,16 @@ async fn log_is_gap_free_and_rejected_commands_take_no_sequence(p: Engine, r: En
     assert!(matches!(
         store.place_bid("alice", "a", 99_999, None).await,
         Err(StoreError::BidTooLow {
-            min_next_bid: 100_000
+            min_next_bid: 100_000,
+            field: "amount"
         })
     ));
     store.place_bid("alice", "a", 100_000, None).await.unwrap();
     assert!(matches!(
         store.place_bid("bob", "a", 104_999, None).await,
         Err(StoreError::BidTooLow {
-            min_next_bid: 105_000
+            min_next_bid: 105_000,
+            field: "amount"
         })
     ));
     assert!(matches!(

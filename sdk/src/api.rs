@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use crate::error::{BidError, FetchError};
 use crate::options::Options;
 use crate::protocol::{
-    Bid, BidRequest, ChangesResponse, ErrorBody, IDEMPOTENCY_KEY_HEADER, LotStatus, LotsResponse,
-    Money, Seq, codes,
+    BidReceipt, BidRequest, ChangesResponse, ErrorBody, IDEMPOTENCY_KEY_HEADER, LotStatus,
+    LotsResponse, MaxStatus, Seq, codes,
 };
 
 /// Most change-log entries asked for per catch-up request.
@@ -123,15 +123,46 @@ impl Api {
         serde_json::from_slice(&body).map_err(|e| FetchError::Malformed(e.to_string()))
     }
 
-    /// Place a bid; retried with the same idempotency key on network errors and 5xx,
-    /// so a bid whose answer was lost is not placed twice.
-    pub async fn place_bid(&self, lot_id: &str, amount: Money) -> Result<Bid, BidError> {
+    fn bidder(&self, lot_id: &str) -> Result<&str, BidError> {
         let token = self
             .bidder_token
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| BidError::Unauthorized("no bidder token configured".into()))?;
         crate::protocol::validate_lot_id(lot_id).map_err(|e| BidError::Invalid {
             field: "lot_id".into(),
+            message: e.message,
+        })?;
+        Ok(token)
+    }
+
+    /// The bidder's own maximum on a lot and where they stand.
+    pub async fn max_status(&self, lot_id: &str) -> Result<MaxStatus, BidError> {
+        let token = self.bidder(lot_id)?;
+        let url = format!("{}/v1/lots/{lot_id}/max", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| BidError::Network(e.to_string()))?;
+        let status = response.status().as_u16();
+        let body = read_capped(response, 1 << 20)
+            .await
+            .map_err(|e| BidError::Network(e.to_string()))?;
+        interpret_response(status, &body)
+    }
+
+    /// Place a bid and/or a maximum; retried with the same idempotency key on network
+    /// errors and 5xx, so a bid whose answer was lost is not placed twice.
+    pub async fn place_bid(
+        &self,
+        lot_id: &str,
+        request: BidRequest,
+    ) -> Result<BidReceipt, BidError> {
+        let token = self.bidder(lot_id)?;
+        request.validate().map_err(|e| BidError::Invalid {
+            field: e.field,
             message: e.message,
         })?;
         let key = idempotency_key();
@@ -151,7 +182,7 @@ impl Api {
                 .post(&url)
                 .bearer_auth(token)
                 .header(IDEMPOTENCY_KEY_HEADER, &key)
-                .json(&BidRequest { amount })
+                .json(&request)
                 .send()
                 .await;
             let response = match sent {
@@ -169,17 +200,17 @@ impl Api {
             let body = read_capped(response, 1 << 20)
                 .await
                 .map_err(|e| BidError::Network(e.to_string()))?;
-            return interpret_bid_response(status, &body);
+            return interpret_response(status, &body);
         }
         Err(BidError::Network(last_error))
     }
 }
 
-fn interpret_bid_response(status: u16, body: &[u8]) -> Result<Bid, BidError> {
+fn interpret_response<T: DeserializeOwned>(status: u16, body: &[u8]) -> Result<T, BidError> {
     if status == 201 || status == 200 {
         return serde_json::from_slice(body).map_err(|e| BidError::Server {
             status,
-            message: format!("malformed bid: {e}"),
+            message: format!("malformed answer: {e}"),
         });
     }
     let error = serde_json::from_slice::<ErrorBody>(body).map(|b| b.error);
@@ -192,6 +223,11 @@ fn interpret_bid_response(status: u16, body: &[u8]) -> Result<Bid, BidError> {
     Err(match (status, error.code.as_str()) {
         (401 | 403, _) => BidError::Unauthorized(error.message),
         (404, _) => BidError::UnknownLot,
+        (_, codes::BID_TOO_LOW) if error.field.as_deref() == Some("max_amount") => {
+            BidError::MaxTooLow {
+                min: error.min_next_bid.unwrap_or_default(),
+            }
+        }
         (_, codes::BID_TOO_LOW) => BidError::TooLow {
             min_next_bid: error.min_next_bid.unwrap_or_default(),
         },
@@ -239,28 +275,33 @@ mod tests {
     fn bid_errors_are_typed() {
         let too_low = br#"{"error":{"code":"bid_too_low","message":"m","field":"amount","min_next_bid":1050}}"#;
         assert!(matches!(
-            interpret_bid_response(409, too_low),
+            interpret_response::<BidReceipt>(409, too_low),
             Err(BidError::TooLow { min_next_bid: 1050 })
         ));
         let closed = br#"{"error":{"code":"lot_not_open","message":"m","status":"sold"}}"#;
         assert!(matches!(
-            interpret_bid_response(409, closed),
+            interpret_response::<BidReceipt>(409, closed),
             Err(BidError::NotOpen {
                 status: LotStatus::Sold
             })
         ));
         let unknown = br#"{"error":{"code":"not_found","message":"m"}}"#;
         assert!(matches!(
-            interpret_bid_response(404, unknown),
+            interpret_response::<BidReceipt>(404, unknown),
             Err(BidError::UnknownLot)
         ));
         let forbidden = br#"{"error":{"code":"forbidden","message":"terminals cannot bid"}}"#;
         assert!(matches!(
-            interpret_bid_response(403, forbidden),
+            interpret_response::<BidReceipt>(403, forbidden),
             Err(BidError::Unauthorized(_))
         ));
+        let max = br#"{"error":{"code":"bid_too_low","message":"m","field":"max_amount","min_next_bid":900}}"#;
         assert!(matches!(
-            interpret_bid_response(400, b"<html>oops</html>"),
+            interpret_response::<BidReceipt>(409, max),
+            Err(BidError::MaxTooLow { min: 900 })
+        ));
+        assert!(matches!(
+            interpret_response::<BidReceipt>(400, b"<html>oops</html>"),
             Err(BidError::Server { status: 400, .. })
         ));
     }

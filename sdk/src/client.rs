@@ -14,7 +14,7 @@ use crate::fetcher::{DirtySet, Fetcher};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::mirror::Mirror;
 use crate::options::{ClientBuilder, Options};
-use crate::protocol::{Bid, Money};
+use crate::protocol::{Bid, BidReceipt, BidRequest, MaxStatus, Money};
 use crate::state::{ConnectionState, StatePublisher};
 use crate::sync::SyncTask;
 use crate::transport::ReqwestTransport;
@@ -240,7 +240,67 @@ impl Client {
     /// Place a bid as the bidder whose token was configured. The attempt carries one
     /// idempotency key across its retries, so it is never placed twice.
     pub async fn place_bid(&self, lot_id: &str, amount: Money) -> Result<Bid, BidError> {
-        self.inner.api.place_bid(lot_id, amount).await
+        let receipt = self
+            .inner
+            .api
+            .place_bid(lot_id, BidRequest::amount(amount))
+            .await?;
+        Ok(receipt.bid)
+    }
+
+    /// Leave a confidential maximum (proxy bid): the master bids for this bidder, one
+    /// step at a time and only as far as needed to lead, up to `max_amount`. With
+    /// `amount`, that bid is placed first. Calling it again raises the maximum (or
+    /// lowers it, never below the amount the bidder leads with). Nobody else ever sees
+    /// the maximum; the receipt says whether the bidder leads and at what price.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: lotsync::Client) -> Result<(), lotsync::BidError> {
+    /// let receipt = client.place_max_bid("lot-1", 1_800_000, None).await?;
+    /// if receipt.leading {
+    ///     println!("leading at {} (up to {:?})", receipt.current_price, receipt.max_amount);
+    /// } else {
+    ///     println!("outbid: the price is already {}", receipt.current_price);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn place_max_bid(
+        &self,
+        lot_id: &str,
+        max_amount: Money,
+        amount: Option<Money>,
+    ) -> Result<BidReceipt, BidError> {
+        let request = BidRequest {
+            amount,
+            max_amount: Some(max_amount),
+        };
+        self.inner.api.place_bid(lot_id, request).await
+    }
+
+    /// Place a bid, a maximum, or both ([`BidRequest`]), with one idempotency key across
+    /// retries; the receipt says where the bidder stands afterwards.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: lotsync::Client) -> Result<(), lotsync::BidError> {
+    /// use lotsync::protocol::BidRequest;
+    /// let receipt = client.bid("lot-1", BidRequest::amount(1_250_000)).await?;
+    /// assert_eq!(receipt.bid.amount, 1_250_000);
+    /// # Ok(()) }
+    /// ```
+    pub async fn bid(&self, lot_id: &str, request: BidRequest) -> Result<BidReceipt, BidError> {
+        self.inner.api.place_bid(lot_id, request).await
+    }
+
+    /// This bidder's own maximum on a lot, whether they lead, and the next bid.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: lotsync::Client) -> Result<(), lotsync::BidError> {
+    /// let mine = client.my_max("lot-1").await?;
+    /// println!("max {:?}, leading: {}", mine.max_amount, mine.leading);
+    /// # Ok(()) }
+    /// ```
+    pub async fn my_max(&self, lot_id: &str) -> Result<MaxStatus, BidError> {
+        self.inner.api.max_status(lot_id).await
     }
 
     /// Stop every background task and wait for them to end. Displays receive `None`.

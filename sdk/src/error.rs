@@ -58,6 +58,13 @@ pub enum BidError {
         /// The smallest acceptable amount at the time of the bid.
         min_next_bid: Money,
     },
+    /// The maximum is below what it may be now: the minimum next bid, or, for the
+    /// leader lowering theirs, the amount they lead with.
+    #[error("maximum too low: it must be at least {min}")]
+    MaxTooLow {
+        /// The smallest maximum accepted now.
+        min: Money,
+    },
     /// The lot is not open for bids.
     #[error("the lot is {status}, not open for bids")]
     NotOpen {

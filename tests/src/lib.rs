@@ -39,11 +39,13 @@ pub fn lot_input(title: &str, starting_price: i64) -> LotInput {
         attributes: BTreeMap::new(),
         currency: "EUR".into(),
         starting_price,
-        increment: 100,
+        increment: 100.into(),
         reserve_price: None,
         status: Some(LotStatus::Open),
         starts_at: now - chrono::Duration::minutes(1),
         ends_at: now + chrono::Duration::hours(1),
+        lane: None,
+        run_order: None,
     }
 }
 

@@ -367,3 +367,69 @@ async fn a_master_started_with_memcached_keeps_the_cache_warm() {
     );
     master.shutdown().await;
 }
+
+/// The raw value memcached holds under `key` on any of the servers, asked over the
+/// text protocol (so nothing on the way could drop a field).
+async fn raw_values(key: &str) -> Vec<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut values = Vec::new();
+    for server in servers() {
+        let mut socket = tokio::net::TcpStream::connect(&server).await.unwrap();
+        socket
+            .write_all(format!("get {key}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut reply = Vec::new();
+        while !reply.ends_with(b"END\r\n") {
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(WAIT, socket.read(&mut chunk))
+                .await
+                .expect("memcached answers")
+                .unwrap();
+            assert!(n > 0, "memcached closed the connection");
+            reply.extend_from_slice(&chunk[..n]);
+        }
+        values.push(String::from_utf8_lossy(&reply).into_owned());
+    }
+    values
+}
+
+#[tokio::test]
+async fn cached_lots_carry_no_reserve_and_no_maximum() {
+    use lotsync::protocol::BidRequest;
+    const RESERVE: i64 = 777_777;
+    const MAX: i64 = 123_457;
+    let master = mock_master::Master::builder()
+        .in_memory()
+        .memcached(servers())
+        .bidder("alice", "alice-token")
+        .start()
+        .await
+        .unwrap();
+    let handle = master.handle();
+    let progress = handle.cache_warmer_progress();
+    let mut input = lot_input("Confidential", 10_000);
+    input.reserve_price = Some(RESERVE);
+    handle.put_lot("secret", input).await.unwrap();
+    handle
+        .bid("alice", "secret", BidRequest::max(MAX))
+        .await
+        .unwrap();
+    handle.place_bid("bob", "secret", 20_000).await.unwrap();
+    let ids = vec!["secret".to_owned()];
+    let cache = Cache::new(servers()).unwrap();
+    let outcome = wait_cache_matches_replica(&cache, &handle, &ids, progress).await;
+    assert_eq!(outcome, Ok(()), "the warmer never cached the lot");
+    let key = Cache::key(&handle.epoch(), "secret").unwrap();
+    let values = raw_values(&key).await;
+    assert!(
+        values.iter().any(|v| v.contains("\"reserve_met\":false")),
+        "the cached lot says whether the reserve is met: {values:?}"
+    );
+    for value in &values {
+        for secret in ["reserve_price", &RESERVE.to_string(), &MAX.to_string()] {
+            assert!(!value.contains(secret), "memcached holds {secret}: {value}");
+        }
+    }
+    master.shutdown().await;
+}

@@ -83,7 +83,15 @@ async fn run_seed(seed: u64) -> Outcome {
                     tick.tick().await;
                     let id = &ids[rng.random_range(0..ids.len())];
                     amount += 300;
-                    if handle.place_bid(bidder, id, amount).await.is_ok() {
+                    // Every fifth request leaves a maximum: the master's proxy bids
+                    // answer the others' bids, all through the same log.
+                    let ok = if rng.random_range(0..5) == 0 {
+                        let max = lotsync::protocol::BidRequest::max(amount + 900);
+                        handle.bid(bidder, id, max).await.is_ok()
+                    } else {
+                        handle.place_bid(bidder, id, amount).await.is_ok()
+                    };
+                    if ok {
                         placed += 1;
                         accepted.fetch_add(1, Ordering::Relaxed);
                         progress.send_modify(|bids| *bids += 1);

@@ -19,7 +19,9 @@ use std::io::Write;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use lotsync::protocol::{Bid, ChangesResponse, Lot, LotsResponse, OpKind, ReplicationStatus};
+use lotsync::protocol::{
+    Bid, BidReceipt, ChangesResponse, Lot, LotsResponse, OpKind, ReplicationStatus,
+};
 use lotsync_tests::{differences, lot_input, spawn_test_child};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -114,10 +116,16 @@ async fn bidder(
         tick.tick().await;
         let lot = rng.random_range(0..LOTS);
         let amount = *amounts.get(&lot).unwrap_or(&10_000) + rng.random_range(0..3) * 100;
+        // One request in four leaves a maximum, so proxy bids are part of the load.
+        let body = if rng.random_range(0..4) == 0 {
+            serde_json::json!({ "max_amount": amount + rng.random_range(1..8) * 100 })
+        } else {
+            serde_json::json!({ "amount": amount })
+        };
         let response = http
             .post(format!("{url}/v1/lots/lot-{lot}/bids"))
             .bearer_auth(format!("{name}-token"))
-            .json(&serde_json::json!({ "amount": amount }))
+            .json(&body)
             .send()
             .await;
         let Ok(response) = response else {
@@ -126,9 +134,12 @@ async fn bidder(
         };
         match response.status().as_u16() {
             201 => {
-                let bid: Bid = response.json().await.unwrap();
-                amounts.insert(lot, bid.amount + 100);
-                acked.send_modify(|acked| acked.push(bid));
+                let receipt: BidReceipt = response.json().await.unwrap();
+                amounts.insert(lot, receipt.current_price + 100);
+                // A maximum raised while leading placed nothing new to account for.
+                if receipt.placed {
+                    acked.send_modify(|acked| acked.push(receipt.bid));
+                }
             }
             409 => {
                 let body: serde_json::Value = response.json().await.unwrap_or_default();

@@ -6,7 +6,10 @@
 
 use std::time::Duration;
 
-use lotsync::protocol::{ChangesResponse, Heartbeat, Hello, Lot, LotsResponse, Notice, Reset, Seq};
+use lotsync::protocol::{
+    BidRequest, ChangesResponse, Heartbeat, Hello, IncrementBand, Ladder, Lot, LotsResponse,
+    Notice, Reset, Seq,
+};
 use lotsync_tests::sse::SseStream;
 use lotsync_tests::{RunningTerminalServer, lot_input, start_terminal_server};
 use mock_master::Master;
@@ -57,6 +60,7 @@ impl Target {
             .heartbeat(Duration::from_millis(200))
             .log_retention(RETAINED)
             .bidder("alice", "alice-token")
+            .bidder("bob", "bob-token")
             .start()
             .await
             .unwrap();
@@ -383,6 +387,76 @@ async fn inline_notices_carry_their_lot(t: &Target) {
     );
 }
 
+/// A reserve and a leading maximum with digits no other field has: neither may reach a
+/// terminal on any read path (fetch, batch, snapshot, change log, inline notices).
+async fn reserve_and_maximums_never_reach_terminals(t: &Target) {
+    const RESERVE: i64 = 777_777;
+    const MAX: i64 = 123_457;
+    let handle = t.master.handle();
+    let mut input = lot_input("Confidential", 10_000);
+    input.reserve_price = Some(RESERVE);
+    input.increment = Ladder::new(vec![
+        IncrementBand { from: 0, step: 100 },
+        IncrementBand {
+            from: 50_000,
+            step: 1_000,
+        },
+    ]);
+    let from = t.head();
+    handle.put_lot("secret", input).await.unwrap();
+    let receipt = handle
+        .bid("alice", "secret", BidRequest::max(MAX))
+        .await
+        .unwrap();
+    assert!(receipt.leading && receipt.max_amount == Some(MAX));
+    // bob's direct bids are answered by alice's maximum, one step above each.
+    for amount in [20_000, 55_000] {
+        handle.place_bid("bob", "secret", amount).await.unwrap();
+    }
+    t.settle().await;
+    let clean = |what: &str, text: &str| {
+        for secret in ["reserve_price", &RESERVE.to_string(), &MAX.to_string()] {
+            assert!(!text.contains(secret), "{what} shows {secret}: {text}");
+        }
+    };
+    // Her own maximum to alice (through a terminal server too), nobody's to bob.
+    let (status, _, mine) = t.get("/v1/lots/secret/max", Some("alice-token"), &[]).await;
+    assert_eq!((status, &mine["max_amount"]), (200, &Value::from(MAX)));
+    let (status, _, his) = t.get("/v1/lots/secret/max", Some("bob-token"), &[]).await;
+    assert_eq!((status, &his["max_amount"]), (200, &Value::Null));
+    let (status, lot) = t.read("/v1/lots/secret").await;
+    assert_eq!(status, 200);
+    clean("a fetch", &lot.to_string());
+    assert_eq!(lot["reserve_met"], Value::Bool(false));
+    assert_eq!(
+        lot["current_price"], 56_000,
+        "alice leads one step above bob"
+    );
+    assert_eq!(lot["leading_bidder"], "alice");
+    assert_eq!(lot["increment"], 1_000, "the step of the price's band");
+    assert_eq!(lot["recent_bids"][0]["proxy"], true);
+    for path in [
+        "/v1/lots?ids=secret".to_owned(),
+        "/v1/lots".to_owned(),
+        format!("/v1/changes?after={from}"),
+    ] {
+        let (status, body) = t.read(&path).await;
+        assert_eq!(status, 200, "{path}");
+        clean(&path, &body.to_string());
+    }
+    let head = t.head();
+    let mut stream = t.stream("?lots=inline", Some(&from.to_string())).await;
+    stream.expect("hello").await;
+    loop {
+        let event = stream.expect("notice").await;
+        clean("an inline notice", &event.data.to_string());
+        let notice: Notice = serde_json::from_value(event.data).unwrap();
+        if notice.seq >= head {
+            break;
+        }
+    }
+}
+
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod master {
@@ -409,4 +483,5 @@ conformance!(
     stream_resumes_after_the_last_event_id,
     stream_resets_what_it_cannot_resume,
     inline_notices_carry_their_lot,
+    reserve_and_maximums_never_reach_terminals,
 );

@@ -51,6 +51,10 @@ pub enum Action {
     BidDigit(u8),
     /// Bid box: delete a digit.
     BidBackspace,
+    /// Bid box: switch between a bid and a maximum (proxy bid).
+    BidToggleMax,
+    /// Show only the next lane (all lanes after the last one).
+    CycleLane,
     /// Bid box: place the bid.
     PlaceBid,
     /// Close whatever is open (overlay, filter, floor).
@@ -104,6 +108,8 @@ pub enum Effect {
         lot_id: String,
         /// Amount in minor units.
         amount: Money,
+        /// The amount is a maximum the master bids up to.
+        max: bool,
     },
     /// Stop and restore the terminal.
     Quit,

@@ -94,6 +94,24 @@ pub struct Options {
     pub floor: bool,
     /// Lot the floor display shows, instead of following the one closing soonest.
     pub pinned: Option<String>,
+    /// Only this lane (the floor follows its live lot; the table shows its lots).
+    pub lane: Option<String>,
+}
+
+/// A lot the bidder bid on from this screen, and their own maximum on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mine {
+    /// Their maximum, if they left one (only ever known to them).
+    pub max_amount: Option<Money>,
+}
+
+/// Where the bidder stands on a lot they bid on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// They hold the highest bid.
+    Leading,
+    /// Someone bid more.
+    Outbid,
 }
 
 /// The whole state of the screen.
@@ -123,6 +141,10 @@ pub struct App {
     pub status: Option<Status>,
     /// How the app was started.
     pub options: Options,
+    /// The bidder's name, once the master told it (with the first accepted bid).
+    pub me: Option<String>,
+    /// Lots the bidder bid on, by id.
+    pub mine: BTreeMap<String, Mine>,
     /// Time of the latest action; rendering reads the clock from here.
     pub now: DateTime<Utc>,
 }
@@ -147,6 +169,8 @@ impl App {
             stats: Stats::default(),
             status: None,
             options,
+            me: None,
+            mine: BTreeMap::new(),
             now,
         }
     }
@@ -210,9 +234,12 @@ impl App {
                 }
             }
             Action::OpenBidBox => self.open_bid_box(),
-            Action::BidUp | Action::BidDown | Action::BidDigit(_) | Action::BidBackspace => {
-                self.edit_bid(&action)
-            }
+            Action::BidUp
+            | Action::BidDown
+            | Action::BidDigit(_)
+            | Action::BidBackspace
+            | Action::BidToggleMax => self.edit_bid(&action),
+            Action::CycleLane => self.cycle_lane(),
             Action::PlaceBid => return self.place_bid(),
             Action::Close => self.close(),
             Action::Quit => return Some(Effect::Quit),
@@ -256,6 +283,7 @@ impl App {
             .lots
             .values()
             .filter(|lot| matches(lot, &needle))
+            .filter(|lot| self.in_lane(lot))
             .collect();
         match self.sort {
             SortMode::EndsSoonest => lots.sort_by_key(|lot| {
@@ -269,6 +297,13 @@ impl App {
             SortMode::Id => {}
             SortMode::Price => lots.sort_by_key(|lot| std::cmp::Reverse(lot.current_price)),
             SortMode::MostBids => lots.sort_by_key(|lot| std::cmp::Reverse(lot.bid_count)),
+            SortMode::Lane => lots.sort_by_key(|lot| {
+                (
+                    lot.lane.is_none(),
+                    lot.lane.clone(),
+                    lot.run_order.unwrap_or(u32::MAX),
+                )
+            }),
         }
         // Sorts are stable and the map is ordered by id, so ties stay in id order.
         lots
@@ -302,7 +337,7 @@ impl App {
         let soonest = |status: LotStatus| {
             self.lots
                 .values()
-                .filter(|lot| lot.status == status)
+                .filter(|lot| lot.status == status && self.in_lane(lot))
                 .min_by_key(|lot| {
                     if status == LotStatus::Open {
                         lot.ends_at
@@ -313,7 +348,53 @@ impl App {
         };
         soonest(LotStatus::Open)
             .or_else(|| soonest(LotStatus::Scheduled))
-            .or_else(|| self.lots.values().max_by_key(|lot| lot.updated_at))
+            .or_else(|| {
+                self.lots
+                    .values()
+                    .filter(|lot| self.in_lane(lot))
+                    .max_by_key(|lot| lot.updated_at)
+            })
+    }
+
+    /// Whether `lot` is in the lane shown (every lot when no lane is chosen).
+    pub fn in_lane(&self, lot: &Lot) -> bool {
+        self.options
+            .lane
+            .as_ref()
+            .is_none_or(|lane| lot.lane.as_ref() == Some(lane))
+    }
+
+    /// Every lane some lot runs in, by name.
+    pub fn lanes(&self) -> Vec<String> {
+        let mut lanes: Vec<String> = self.lots.values().filter_map(|l| l.lane.clone()).collect();
+        lanes.sort();
+        lanes.dedup();
+        lanes
+    }
+
+    /// Where the bidder stands on `lot`, if they bid on it from here.
+    pub fn standing(&self, lot: &Lot) -> Option<Standing> {
+        self.mine.get(&lot.id)?;
+        let me = self.me.as_deref()?;
+        Some(if lot.leading_bidder.as_deref() == Some(me) {
+            Standing::Leading
+        } else {
+            Standing::Outbid
+        })
+    }
+
+    fn cycle_lane(&mut self) {
+        let lanes = self.lanes();
+        let next = match &self.options.lane {
+            None => lanes.first().cloned(),
+            Some(current) => lanes.iter().skip_while(|l| *l != current).nth(1).cloned(),
+        };
+        let text = match &next {
+            Some(lane) => format!("Showing lane {lane}"),
+            None => "Showing every lane".to_owned(),
+        };
+        self.options.lane = next;
+        self.say(Tone::Info, text);
     }
 
     /// Whether the lot's row should be highlighted as just changed.
@@ -419,6 +500,7 @@ impl App {
             Action::BidDown => bid.step_down(lot),
             Action::BidDigit(d) => bid.digit(lot, *d),
             Action::BidBackspace => bid.backspace(lot),
+            Action::BidToggleMax => bid.toggle_max(),
             _ => {}
         }
     }
@@ -438,12 +520,18 @@ impl App {
             Ok(amount) => {
                 bid.phase = BidPhase::Placing;
                 let lot_id = bid.lot_id.clone();
+                let max = bid.max;
+                let what = if max { "a maximum of " } else { "" };
                 let text = format!(
-                    "Placing {} on {lot_id}…",
+                    "Placing {what}{} on {lot_id}…",
                     format::money(&lot.currency, amount)
                 );
                 self.say(Tone::Info, text);
-                Some(Effect::PlaceBid { lot_id, amount })
+                Some(Effect::PlaceBid {
+                    lot_id,
+                    amount,
+                    max,
+                })
             }
             Err(why) => {
                 // Help the bidder along: the next Enter offers the current minimum.
@@ -466,6 +554,27 @@ impl App {
         let placed = format::money(&currency, amount);
         let (tone, text) = match &outcome {
             BidOutcome::Accepted => (Tone::Good, format!("Bid {placed} on {lot_id} accepted")),
+            BidOutcome::Standing {
+                bidder,
+                leading,
+                current_price,
+                max_amount,
+            } => {
+                self.me = Some(bidder.clone());
+                let entry = self.mine.entry(lot_id.clone()).or_default();
+                if max_amount.is_some() {
+                    entry.max_amount = *max_amount;
+                }
+                let price = format::money(&currency, *current_price);
+                if *leading {
+                    (Tone::Good, format!("You lead {lot_id} at {price}"))
+                } else {
+                    (
+                        Tone::Bad,
+                        format!("Outbid on {lot_id}: a maximum answered, the price is {price}"),
+                    )
+                }
+            }
             BidOutcome::TooLow { min_next_bid } => (
                 Tone::Bad,
                 format!(
@@ -487,7 +596,7 @@ impl App {
             return;
         }
         match outcome {
-            BidOutcome::Accepted => self.overlay = Overlay::None,
+            BidOutcome::Accepted | BidOutcome::Standing { .. } => self.overlay = Overlay::None,
             BidOutcome::TooLow { min_next_bid } => {
                 bid.amount = bid.amount.max(min_next_bid);
                 bid.phase = BidPhase::Refused(text);

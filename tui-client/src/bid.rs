@@ -1,8 +1,9 @@
 //! The bid box: the amount a bidder is about to place, and what came of it.
 //!
 //! The amount only moves in ways that make sense for the lot: `+`/`-` step by the
-//! lot's increment and never go below its minimum next bid; typed digits are whole
-//! currency units.
+//! lot's increment ladder (the step of the amount's band) and never go below its
+//! minimum next bid; typed digits are whole currency units. `m` turns the amount into
+//! a confidential maximum the master bids up to.
 
 use lotsync::protocol::{Lot, LotStatus, MAX_MONEY, Money};
 
@@ -20,6 +21,8 @@ pub struct BidBox {
     pub typed: bool,
     /// Where the bid stands.
     pub phase: BidPhase,
+    /// The amount is a maximum (proxy bid), not a bid.
+    pub max: bool,
 }
 
 /// Where a bid in the box stands.
@@ -39,6 +42,17 @@ pub enum BidPhase {
 pub enum BidOutcome {
     /// Accepted at the amount placed.
     Accepted,
+    /// Accepted; the master says where the bidder stands (maximums may have answered).
+    Standing {
+        /// The bidder's name, as the master knows it.
+        bidder: String,
+        /// Whether they lead now.
+        leading: bool,
+        /// The price now.
+        current_price: Money,
+        /// Their own maximum on the lot, if they have one.
+        max_amount: Option<Money>,
+    },
     /// Below the minimum next bid, which is now `min_next_bid`.
     TooLow {
         /// Smallest acceptable amount at the time of the answer.
@@ -61,6 +75,15 @@ impl BidBox {
             amount: lot.min_next_bid(),
             typed: false,
             phase: BidPhase::Editing,
+            max: false,
+        }
+    }
+
+    /// Switch between a bid and a maximum.
+    pub fn toggle_max(&mut self) {
+        if !matches!(self.phase, BidPhase::Placing) {
+            self.max = !self.max;
+            self.phase = BidPhase::Editing;
         }
     }
 
@@ -68,14 +91,16 @@ impl BidBox {
     pub fn step_up(&mut self, lot: &Lot) {
         let up = self
             .amount
-            .saturating_add(lot.increment.max(1))
+            .saturating_add(lot.step_at(self.amount))
             .min(MAX_MONEY);
         self.set(up.max(lot.min_next_bid()));
     }
 
     /// One increment down, never below the minimum next bid.
     pub fn step_down(&mut self, lot: &Lot) {
-        let down = self.amount.saturating_sub(lot.increment.max(1));
+        let down = self
+            .amount
+            .saturating_sub(lot.step_at(self.amount.saturating_sub(1)));
         self.set(down.max(lot.min_next_bid()));
     }
 
@@ -141,7 +166,36 @@ mod tests {
         lot.bid_count = 3;
         lot.current_price = 1_000_000;
         lot.increment = 10_000;
+        lot.increment_ladder = lotsync::protocol::Ladder::fixed(10_000).bands().to_vec();
         lot
+    }
+
+    #[test]
+    fn steps_follow_the_ladder_band_of_the_amount() {
+        use lotsync::protocol::IncrementBand;
+        let mut lot = lot();
+        lot.increment_ladder = vec![
+            IncrementBand {
+                from: 0,
+                step: 10_000,
+            },
+            IncrementBand {
+                from: 1_020_000,
+                step: 25_000,
+            },
+        ];
+        let mut bid = BidBox::open(&lot);
+        assert_eq!(bid.amount, 1_010_000);
+        bid.step_up(&lot);
+        assert_eq!(bid.amount, 1_020_000, "a step of the lower band");
+        bid.step_up(&lot);
+        assert_eq!(bid.amount, 1_045_000, "a step of the band 1,020,000 is in");
+        bid.step_down(&lot);
+        assert_eq!(bid.amount, 1_020_000);
+        bid.step_down(&lot);
+        assert_eq!(bid.amount, 1_010_000);
+        bid.toggle_max();
+        assert!(bid.max);
     }
 
     #[test]

@@ -55,6 +55,11 @@ pub struct Cli {
     #[arg(long, value_name = "ID")]
     pub lot: Option<String>,
 
+    /// Only this lane: the floor display follows the lane's live lot and the table
+    /// shows the lane's lots (`l` cycles lanes while running).
+    #[arg(long, value_name = "LANE")]
+    pub lane: Option<String>,
+
     /// Write logs to this file (the terminal is the screen, so logs never go there).
     /// With --headless, logs go to stderr unless this is set.
     #[arg(long, value_name = "PATH")]
@@ -74,6 +79,7 @@ const EXAMPLES: &str = "Examples:
   tui-client --demo
   tui-client --master http://127.0.0.1:8080 --token T --bidder-token B
   tui-client --master http://127.0.0.1:8080 --token T --floor --lot lot-17
+  tui-client --demo --floor --lane A
   tui-client --demo --headless | jq .type";
 
 /// Where the lots come from, once the flags are checked.
@@ -109,6 +115,10 @@ impl Cli {
         }
         if self.headless && self.floor {
             return Err("--floor is a screen; it cannot be combined with --headless".to_owned());
+        }
+        if let Some(lane) = &self.lane {
+            lotsync::protocol::validate_lane(lane)
+                .map_err(|e| format!("--lane {lane:?}: {}", e.message))?;
         }
         if let Some(lot) = &self.lot {
             lotsync::protocol::validate_lot_id(lot)

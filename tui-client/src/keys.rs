@@ -49,6 +49,7 @@ fn screen(code: KeyCode) -> Option<Action> {
         KeyCode::Char('?') => Action::ToggleHelp,
         KeyCode::Char('f') => Action::ToggleFloor,
         KeyCode::Char('b') => Action::OpenBidBox,
+        KeyCode::Char('l') => Action::CycleLane,
         KeyCode::Esc => Action::Close,
         _ => return None,
     })
@@ -72,6 +73,7 @@ fn bid_box(code: KeyCode) -> Option<Action> {
         KeyCode::Char('-' | '_' | 'j') | KeyCode::Down => Action::BidDown,
         KeyCode::Char(c @ '0'..='9') => Action::BidDigit(c as u8 - b'0'),
         KeyCode::Backspace => Action::BidBackspace,
+        KeyCode::Char('m') => Action::BidToggleMax,
         KeyCode::Enter => Action::PlaceBid,
         KeyCode::Esc | KeyCode::Char('q') => Action::Close,
         _ => return None,

@@ -62,6 +62,7 @@ pub async fn run(cli: Cli, source: Source) -> anyhow::Result<()> {
             bidder,
             floor: cli.floor,
             pinned: cli.lot.clone(),
+            lane: cli.lane.clone(),
         };
         runtime::run(&client, options, shutdown_signal()).await
     };

@@ -15,6 +15,8 @@ pub enum SortMode {
     Price,
     /// Most bids first.
     MostBids,
+    /// Grouped by lane, each in run order (lots without a lane last).
+    Lane,
 }
 
 impl SortMode {
@@ -24,7 +26,8 @@ impl SortMode {
             SortMode::EndsSoonest => SortMode::Id,
             SortMode::Id => SortMode::Price,
             SortMode::Price => SortMode::MostBids,
-            SortMode::MostBids => SortMode::EndsSoonest,
+            SortMode::MostBids => SortMode::Lane,
+            SortMode::Lane => SortMode::EndsSoonest,
         }
     }
 
@@ -35,6 +38,7 @@ impl SortMode {
             SortMode::Id => "id",
             SortMode::Price => "price",
             SortMode::MostBids => "most bids",
+            SortMode::Lane => "lane",
         }
     }
 }
@@ -60,6 +64,7 @@ pub fn matches(lot: &Lot, needle: &str) -> bool {
         || has(&lot.title)
         || has(lot.status.as_str())
         || lot.leading_bidder.as_deref().is_some_and(has)
+        || lot.lane.as_deref().is_some_and(has)
         || lot
             .attributes
             .values()

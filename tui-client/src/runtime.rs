@@ -12,6 +12,7 @@ use anyhow::Context;
 use chrono::Utc;
 use crossterm::event::{Event, EventStream};
 use futures::StreamExt;
+use lotsync::protocol::{BidReceipt, BidRequest};
 use lotsync::{BidError, Client, ConnectionState, Update};
 use ratatui::DefaultTerminal;
 use tokio::sync::mpsc;
@@ -125,11 +126,23 @@ async fn event_loop(
             match app.update(Utc::now(), action) {
                 None => {}
                 Some(Effect::Quit) => return Ok(()),
-                Some(Effect::PlaceBid { lot_id, amount }) => {
+                Some(Effect::PlaceBid {
+                    lot_id,
+                    amount,
+                    max,
+                }) => {
                     let client = client.clone();
                     let answers = answers_tx.clone();
                     tokio::spawn(async move {
-                        let outcome = outcome(client.place_bid(&lot_id, amount).await);
+                        let request = if max {
+                            BidRequest::max(amount)
+                        } else {
+                            BidRequest::amount(amount)
+                        };
+                        let outcome = match client.bid(&lot_id, request).await {
+                            Ok(receipt) => standing(receipt),
+                            Err(e) => outcome::<()>(Err(e)),
+                        };
                         let _ = answers
                             .send(Action::BidResult {
                                 lot_id,
@@ -187,9 +200,20 @@ pub fn outcome<T>(result: Result<T, BidError>) -> BidOutcome {
     match result {
         Ok(_) => BidOutcome::Accepted,
         Err(BidError::TooLow { min_next_bid }) => BidOutcome::TooLow { min_next_bid },
+        Err(BidError::MaxTooLow { min }) => BidOutcome::TooLow { min_next_bid: min },
         Err(BidError::NotOpen { status }) => BidOutcome::NotOpen { status },
         Err(BidError::UnknownLot) => BidOutcome::Failed("the lot does not exist".to_owned()),
         Err(other) => BidOutcome::Failed(other.to_string()),
+    }
+}
+
+/// The outcome of an accepted bid or maximum: where the bidder stands.
+pub fn standing(receipt: BidReceipt) -> BidOutcome {
+    BidOutcome::Standing {
+        bidder: receipt.bid.bidder,
+        leading: receipt.leading,
+        current_price: receipt.current_price,
+        max_amount: receipt.max_amount,
     }
 }
 

@@ -5,7 +5,9 @@ mod common;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use lotsync::protocol::LotStatus;
-use tui_client::app::{Action, App, Effect, Mode, Overlay, Screen, SortMode, Tone};
+use tui_client::app::{
+    Action, App, Effect, Mode, Options, Overlay, Screen, SortMode, Standing, Tone,
+};
 use tui_client::bid::{BidOutcome, BidPhase};
 use tui_client::keys::action_for;
 
@@ -102,6 +104,8 @@ fn sort_cycles_through_every_order() {
     assert_eq!(app.sort, SortMode::MostBids);
     assert_eq!(ids(&app), ["A-101", "A-105", "A-104", "A-102", "A-103"]);
     press(&mut app, &[KeyCode::Char('s')]);
+    assert_eq!(app.sort, SortMode::Lane);
+    press(&mut app, &[KeyCode::Char('s')]);
     assert_eq!(app.sort, SortMode::EndsSoonest);
 }
 
@@ -192,7 +196,8 @@ fn enter_places_the_bid_and_the_answer_shows_in_place() {
         effects,
         [Effect::PlaceBid {
             lot_id: "A-105".into(),
-            amount: 7_320_000
+            amount: 7_320_000,
+            max: false,
         }]
     );
     assert!(
@@ -224,7 +229,8 @@ fn enter_places_the_bid_and_the_answer_shows_in_place() {
         effects,
         [Effect::PlaceBid {
             lot_id: "A-105".into(),
-            amount: 7_500_000
+            amount: 7_500_000,
+            max: false,
         }]
     );
     app.update(
@@ -344,4 +350,92 @@ fn resyncs_are_reported_except_the_first_load() {
         app.is_flashing("A-102") && !app.is_flashing("A-101"),
         "only changed lots flash"
     );
+}
+
+#[test]
+fn a_maximum_is_placed_and_the_bidder_sees_where_they_stand() {
+    let mut app = common::bidder();
+    press(
+        &mut app,
+        &[KeyCode::Char('b'), KeyCode::Char('m'), KeyCode::Char('+')],
+    );
+    let effects = press(&mut app, &[KeyCode::Enter]);
+    assert_eq!(
+        effects,
+        [Effect::PlaceBid {
+            lot_id: "A-105".into(),
+            amount: 7_320_000,
+            max: true,
+        }]
+    );
+    app.update(
+        now(),
+        Action::BidResult {
+            lot_id: "A-105".into(),
+            amount: 7_320_000,
+            outcome: BidOutcome::Standing {
+                bidder: "me".into(),
+                leading: true,
+                current_price: 7_100_000,
+                max_amount: Some(7_320_000),
+            },
+        },
+    );
+    assert_eq!(app.overlay, Overlay::None);
+    assert_eq!(app.mine["A-105"].max_amount, Some(7_320_000));
+    let lot = app.lots["A-105"].clone();
+    // Until the lot itself says so, the lot's leader decides.
+    let mut leading = (*lot).clone();
+    leading.leading_bidder = Some("me".into());
+    leading.seq += 1;
+    app.update(
+        now(),
+        Action::LotChanged {
+            lot: std::sync::Arc::new(leading.clone()),
+            skipped: 0,
+        },
+    );
+    assert_eq!(app.standing(&app.lots["A-105"]), Some(Standing::Leading));
+    let mut outbid = leading;
+    outbid.leading_bidder = Some("someone".into());
+    outbid.seq += 1;
+    app.update(
+        now(),
+        Action::LotChanged {
+            lot: std::sync::Arc::new(outbid),
+            skipped: 0,
+        },
+    );
+    assert_eq!(app.standing(&app.lots["A-105"]), Some(Standing::Outbid));
+    // A lot never bid on from here has no standing.
+    let other = app.lots.values().find(|l| l.id != "A-105").unwrap().clone();
+    assert_eq!(app.standing(&other), None);
+}
+
+#[test]
+fn a_lane_limits_the_table_and_the_floor() {
+    let mut app = common::app(Options::default());
+    let ids: Vec<String> = app.lots.keys().cloned().collect();
+    for (i, id) in ids.iter().enumerate() {
+        let mut lot = (*app.lots[id]).clone();
+        lot.lane = Some(if i % 2 == 0 { "A" } else { "B" }.into());
+        lot.run_order = Some(i as u32);
+        lot.seq += 100;
+        app.update(
+            now(),
+            Action::LotChanged {
+                lot: std::sync::Arc::new(lot),
+                skipped: 0,
+            },
+        );
+    }
+    assert_eq!(app.lanes(), ["A", "B"]);
+    press(&mut app, &[KeyCode::Char('l')]);
+    assert_eq!(app.options.lane.as_deref(), Some("A"));
+    assert!(!app.visible().is_empty());
+    assert!(app.visible().iter().all(|l| l.lane.as_deref() == Some("A")));
+    assert_eq!(app.floor_lot().unwrap().lane.as_deref(), Some("A"));
+    press(&mut app, &[KeyCode::Char('l'), KeyCode::Char('l')]);
+    assert_eq!(app.options.lane, None, "after the last lane: every lane");
+    assert_eq!(app.visible().len(), app.lots.len());
 }

@@ -141,3 +141,40 @@ fn every_screen_survives_every_small_size() {
         }
     }
 }
+
+/// Lanes, reserves and the bidder's own standing: columns that appear only when some
+/// lot has them, and the detail pane with the bidder's own maximum.
+#[test]
+fn dashboard_with_lanes_reserves_and_your_bids() {
+    let mut app = common::bidder();
+    let lanes = ["A", "B", "A", "B", "A"];
+    let mut lots: Vec<Lot> = common::lots().iter().map(|l| (**l).clone()).collect();
+    for (i, lot) in lots.iter_mut().enumerate() {
+        lot.lane = Some(lanes[i].into());
+        lot.run_order = Some(i as u32 + 1);
+        lot.reserve_met = [Some(true), Some(false), None, Some(true), Some(false)][i];
+    }
+    lots[0].leading_bidder = Some("you".into());
+    app.update(
+        now(),
+        Action::Snapshot(lots.into_iter().map(Arc::new).collect()),
+    );
+    for (id, leading) in [("A-101", true), ("A-105", false)] {
+        app.update(
+            now(),
+            Action::BidResult {
+                lot_id: id.into(),
+                amount: 9_000_000,
+                outcome: BidOutcome::Standing {
+                    bidder: "you".into(),
+                    leading,
+                    current_price: 9_000_000,
+                    max_amount: Some(9_500_000),
+                },
+            },
+        );
+    }
+    app.update(now(), Action::CycleSort);
+    app.update(now(), Action::Top);
+    insta::assert_snapshot!(draw(&app, 140, 24).backend());
+}

@@ -1,12 +1,13 @@
-//! Bidder endpoint: place a bid as the authenticated bidder.
+//! Bidder endpoints: place a bid or a maximum as the authenticated bidder; read one's
+//! own maximum.
 
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use lotsync::protocol::{BidRequest, IDEMPOTENCY_KEY_HEADER};
+use axum::routing::{get, post};
+use lotsync::protocol::{BidRequest, IDEMPOTENCY_KEY_HEADER, MaxStatus};
 
 use super::LotId;
 use super::errors::{ApiError, JsonBody};
@@ -15,7 +16,9 @@ use crate::server::AppState;
 
 /// Add the bidder routes.
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router.route("/v1/lots/{id}/bids", post(place_bid))
+    router
+        .route("/v1/lots/{id}/bids", post(place_bid))
+        .route("/v1/lots/{id}/max", get(my_max))
 }
 
 /// Longest idempotency key accepted.
@@ -53,15 +56,27 @@ async fn place_bid(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     request.validate()?;
-    let outcome = state
-        .store
-        .place_bid(&bidder, &id, request.amount, key)
-        .await?;
-    let mut response = (StatusCode::CREATED, Json(outcome.bid)).into_response();
+    let outcome = state.store.bid(&bidder, &id, request, key).await?;
+    let mut response = (StatusCode::CREATED, Json(outcome.receipt)).into_response();
     if outcome.replayed {
         response
             .headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// `GET /v1/lots/{id}/max`: the caller's own maximum and where they stand. Nobody can
+/// read another bidder's maximum.
+async fn my_max(
+    BidderAuth(bidder): BidderAuth,
+    State(state): State<AppState>,
+    LotId(id): LotId,
+) -> Result<Json<MaxStatus>, ApiError> {
+    state
+        .store
+        .max_status(&id, &bidder)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no lot {id:?}")))
 }

@@ -21,9 +21,12 @@ impl From<StoreError> for ApiError {
                 err.error.status = Some(*status);
                 err
             }
-            StoreError::BidTooLow { min_next_bid } => {
-                let mut err = conflict(format!("the bid must be at least {min_next_bid}"))
-                    .with_field("amount");
+            StoreError::BidTooLow {
+                min_next_bid,
+                field,
+            } => {
+                let mut err =
+                    conflict(format!("{field} must be at least {min_next_bid}")).with_field(*field);
                 err.error.min_next_bid = Some(*min_next_bid);
                 err
             }
@@ -151,7 +154,14 @@ mod tests {
                 .field
         };
         assert_eq!(field(r#"{"amount":"x"}"#).as_deref(), Some("amount"));
-        assert_eq!(field(r#"{}"#).as_deref(), Some("amount"));
+        // Both amounts are optional in the body; asking for neither is refused by
+        // validation, naming `amount`.
+        let empty = parse_json::<BidRequest>(b"{}").unwrap();
+        assert_eq!(empty.validate().unwrap_err().field, "amount");
+        assert_eq!(
+            field(r#"{"max_amount":"x"}"#).as_deref(),
+            Some("max_amount")
+        );
         assert_eq!(field(r#"{"amount":1,"extra":2}"#).as_deref(), Some("extra"));
         assert_eq!(
             field(r#"{"amount":99999999999999999999}"#).as_deref(),
@@ -171,7 +181,11 @@ mod tests {
 
     #[test]
     fn store_errors_map_to_statuses() {
-        let err: ApiError = StoreError::BidTooLow { min_next_bid: 7 }.into();
+        let err: ApiError = StoreError::BidTooLow {
+            min_next_bid: 7,
+            field: "amount",
+        }
+        .into();
         assert_eq!(
             (err.status, err.error.min_next_bid),
             (StatusCode::CONFLICT, Some(7))

@@ -45,8 +45,11 @@ impl Scenario {
                     match state.store.put_lot(id, input).await {
                         Ok((stored, created)) => {
                             report.lots += 1;
-                            min_next.insert(id.clone(), (stored.min_next_bid(), stored.increment));
-                            tracing::info!(step = n, at_ms, line, lot = %id, created, seq = stored.seq, "lot stored");
+                            min_next.insert(
+                                id.clone(),
+                                (stored.lot.min_next_bid(), stored.lot.increment),
+                            );
+                            tracing::info!(step = n, at_ms, line, lot = %id, created, seq = stored.lot.seq, "lot stored");
                         }
                         Err(e) => Self::refused(&mut report, n, at_ms, line, "lot", e)?,
                     }
@@ -68,9 +71,9 @@ impl Scenario {
                             report.bids_accepted += 1;
                             min_next
                                 .insert(lot.clone(), (amount.saturating_add(increment), increment));
-                            tracing::info!(step = n, at_ms, line, %lot, %bidder, amount, seq = outcome.bid.seq, "bid accepted");
+                            tracing::info!(step = n, at_ms, line, %lot, %bidder, amount, seq = outcome.receipt.bid.seq, "bid accepted");
                         }
-                        Err(StoreError::BidTooLow { min_next_bid }) => {
+                        Err(StoreError::BidTooLow { min_next_bid, .. }) => {
                             report.rejected += 1;
                             min_next.insert(lot.clone(), (min_next_bid, increment));
                             tracing::warn!(step = n, at_ms, line, %lot, %bidder, amount, min_next_bid, "bid refused: too low");
@@ -80,7 +83,7 @@ impl Scenario {
                 }
                 Action::Status(lot, to) => match state.store.set_status(lot, *to).await {
                     Ok(stored) => {
-                        tracing::info!(step = n, at_ms, line, %lot, status = %to, seq = stored.seq, "status changed")
+                        tracing::info!(step = n, at_ms, line, %lot, status = %to, seq = stored.lot.seq, "status changed")
                     }
                     Err(e) => Self::refused(&mut report, n, at_ms, line, "status change", e)?,
                 },

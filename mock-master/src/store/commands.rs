@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use lotsync::protocol::{Bid, Lot, LotInput, LotStatus, Money, Notice, Seq};
+use lotsync::protocol::{AdminLot, Lot, LotInput, LotStatus, Notice, Seq};
 
 use super::engine::{Conn, args};
 use super::oplog::Op;
 use super::primary::{Command, Done};
 use super::schema::{self, fmt_time};
-use super::{BidOutcome, StoreError};
+use super::{StoreError, lanes};
 
 /// One command's view of the open transaction.
 pub(super) struct Ctx<'a> {
@@ -39,17 +39,22 @@ impl Ctx<'_> {
             Command::Bid {
                 bidder,
                 lot_id,
-                amount,
+                request,
                 key,
                 reply,
-            } => Done::Bid(reply, self.bid(&bidder, &lot_id, amount, key.as_deref())),
+            } => Done::Bid(reply, self.bid(&bidder, &lot_id, request, key.as_deref())),
             Command::Due { now, reply } => Done::Due(reply, self.due(now)),
+            Command::Lane {
+                lane,
+                settings,
+                reply,
+            } => Done::Lane(reply, lanes::set(self.conn, &lane, settings)),
             Command::Shutdown => unreachable!("filtered out before execution"),
         }
     }
 
     /// Append an operation to the log with the next sequence and execute it.
-    fn append(&mut self, lot_id: &str, op: &Op) -> Result<Lot, StoreError> {
+    pub(super) fn append(&mut self, lot_id: &str, op: &Op) -> Result<AdminLot, StoreError> {
         let seq = *self.head + 1;
         self.conn.execute(
             "INSERT INTO oplog (seq, lot_id, kind, op, at) VALUES (?, ?, ?, ?, ?)",
@@ -73,18 +78,18 @@ impl Ctx<'_> {
         Ok(lot)
     }
 
-    fn with_bids(&mut self, mut lot: Lot) -> Result<Lot, StoreError> {
-        lot.recent_bids = schema::recent_bids(self.conn, &lot.id)?;
+    fn with_bids(&mut self, mut lot: AdminLot) -> Result<AdminLot, StoreError> {
+        lot.lot.recent_bids = schema::recent_bids(self.conn, &lot.lot.id)?;
         Ok(lot)
     }
 
     /// Read the id, check whether it exists, then replace or add.
-    fn put(&mut self, id: &str, input: LotInput) -> Result<(Lot, bool), StoreError> {
+    fn put(&mut self, id: &str, input: LotInput) -> Result<(AdminLot, bool), StoreError> {
         input.validate()?;
         let current = schema::load_lot(self.conn, id)?;
         let created = current.is_none();
         let lot = match current {
-            Some(current) => {
+            Some(AdminLot { lot: current, .. }) => {
                 let status = input.status.unwrap_or(current.status);
                 if status != current.status && !current.status.can_become(status) {
                     return Err(StoreError::InvalidTransition {
@@ -97,13 +102,15 @@ impl Ctx<'_> {
                 } else {
                     current.current_price
                 };
-                Lot {
+                let mut lot = lot_from_input(id, input);
+                lot.lot = Lot {
                     current_price,
                     bid_count: current.bid_count,
                     leading_bidder: current.leading_bidder,
                     status,
-                    ..lot_from_input(id, input)
-                }
+                    ..lot.lot
+                };
+                lot
             }
             None => lot_from_input(id, input),
         };
@@ -112,124 +119,31 @@ impl Ctx<'_> {
     }
 
     /// Change only the status, if the lifecycle allows it.
-    fn status(&mut self, id: &str, status: LotStatus) -> Result<Lot, StoreError> {
-        let current =
-            schema::load_lot(self.conn, id)?.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+    fn status(&mut self, id: &str, status: LotStatus) -> Result<AdminLot, StoreError> {
+        let current = schema::load_lot(self.conn, id)?
+            .ok_or_else(|| StoreError::NotFound(id.to_owned()))?
+            .lot;
         if !current.status.can_become(status) {
             return Err(StoreError::InvalidTransition {
                 from: current.status,
                 to: status,
             });
         }
-        let lot = self.append(
-            id,
-            &Op::Status {
-                status,
-                ends_at: None,
-            },
-        )?;
+        let lot = self.append(id, &Op::status(status))?;
+        if status.is_final() {
+            lanes::after_settle(self, &lot.lot)?;
+        }
         self.with_bids(lot)
     }
 
-    fn bid(
-        &mut self,
-        bidder: &str,
-        lot_id: &str,
-        amount: Money,
-        key: Option<&str>,
-    ) -> Result<BidOutcome, StoreError> {
-        let request_hash = format!("{lot_id}\n{amount}");
-        if let Some(key) = key {
-            let seen = self.conn.query_opt(
-                "SELECT request_hash, response, created_ms FROM idempotency \
-                 WHERE bidder = ? AND \"key\" = ?",
-                args![bidder, key],
-            )?;
-            match seen {
-                Some(row) if row.int(2)? < self.idempotency_cutoff() => {
-                    // Past the retention the key is forgotten: this is a new request.
-                    self.conn.execute(
-                        "DELETE FROM idempotency WHERE bidder = ? AND \"key\" = ?",
-                        args![bidder, key],
-                    )?;
-                }
-                Some(row) => {
-                    let (hash, response) = (row.text(0)?, row.text(1)?);
-                    if hash != request_hash {
-                        return Err(StoreError::IdempotencyConflict);
-                    }
-                    let bid: Bid = serde_json::from_str(&response)
-                        .map_err(|e| StoreError::Corrupt(format!("bad idempotency row: {e}")))?;
-                    return Ok(BidOutcome {
-                        bid,
-                        replayed: true,
-                    });
-                }
-                None => {}
-            }
-        }
-        let lot = schema::load_lot(self.conn, lot_id)?
-            .ok_or_else(|| StoreError::NotFound(lot_id.to_owned()))?;
-        let now = Utc::now();
-        if lot.status != LotStatus::Open || now >= lot.ends_at {
-            let status = if lot.status == LotStatus::Open {
-                LotStatus::Closed
-            } else {
-                lot.status
-            };
-            return Err(StoreError::LotNotOpen { status });
-        }
-        let min_next_bid = lot.min_next_bid();
-        if amount < min_next_bid {
-            return Err(StoreError::BidTooLow { min_next_bid });
-        }
-        let window = chrono::Duration::from_std(self.anti_snipe).unwrap_or_default();
-        let ends_at = if !window.is_zero() && lot.ends_at - now < window {
-            now + window
-        } else {
-            lot.ends_at
-        };
-        let bid = Bid {
-            lot_id: lot_id.to_owned(),
-            bidder: bidder.to_owned(),
-            amount,
-            seq: *self.head + 1,
-            at: self.at,
-        };
-        let op = Op::Bid {
-            bid: bid.clone(),
-            current_price: amount,
-            bid_count: lot.bid_count + 1,
-            leading_bidder: Some(bidder.to_owned()),
-            ends_at,
-        };
-        self.append(lot_id, &op)?;
-        if let Some(key) = key {
-            let response = serde_json::to_string(&bid).expect("a Bid always serialises");
-            self.conn.execute(
-                "INSERT INTO idempotency (bidder, \"key\", request_hash, response, created_ms) \
-                 VALUES (?, ?, ?, ?, ?)",
-                args![
-                    bidder,
-                    key,
-                    request_hash,
-                    response,
-                    self.at.timestamp_millis()
-                ],
-            )?;
-        }
-        Ok(BidOutcome {
-            bid,
-            replayed: false,
-        })
-    }
-
     /// Idempotency keys created before this time (milliseconds) are forgotten.
-    fn idempotency_cutoff(&self) -> i64 {
+    pub(super) fn idempotency_cutoff(&self) -> i64 {
         idempotency_cutoff(self.at, self.idempotency_retention)
     }
 
     /// Open lots whose start has come; close, then settle, lots whose end has passed.
+    /// A lot in a sequential lane opens only once every lot before it in the run list
+    /// has settled; when one settles, the next is scheduled after the lane's gap.
     fn due(&mut self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let now_ms = now.timestamp_millis();
         let due: Vec<(String, String)> = self
@@ -245,61 +159,60 @@ impl Ctx<'_> {
         let mut written = 0;
         for (id, status) in due {
             if status == "scheduled" {
-                self.append(
-                    &id,
-                    &Op::Status {
-                        status: LotStatus::Open,
-                        ends_at: None,
-                    },
-                )?;
+                let Some(lot) = schema::load_lot(self.conn, &id)? else {
+                    continue;
+                };
+                // A lane may have opened it already in this pass.
+                if lot.lot.status != LotStatus::Scheduled || !lanes::may_open(self.conn, &lot.lot)?
+                {
+                    continue;
+                }
+                self.append(&id, &Op::status(LotStatus::Open))?;
                 written += 1;
                 continue;
             }
-            let closed = self.append(
-                &id,
-                &Op::Status {
-                    status: LotStatus::Closed,
-                    ends_at: None,
-                },
-            )?;
-            let settled = if closed.reserve_met() {
+            let closed = self.append(&id, &Op::status(LotStatus::Closed))?;
+            let settled = if closed.sells() {
                 LotStatus::Sold
             } else {
                 LotStatus::Passed
             };
-            self.append(
-                &id,
-                &Op::Status {
-                    status: settled,
-                    ends_at: None,
-                },
-            )?;
-            written += 2;
+            let settled = self.append(&id, &Op::status(settled))?;
+            written += 2 + lanes::after_settle(self, &settled.lot)?;
         }
         Ok(written)
     }
 }
 
 /// A new lot's stored form: no bids yet, price at the starting price.
-fn lot_from_input(id: &str, input: LotInput) -> Lot {
-    Lot {
-        id: id.to_owned(),
-        title: input.title,
-        attributes: input.attributes,
-        currency: input.currency,
-        starting_price: input.starting_price,
-        increment: input.increment,
+fn lot_from_input(id: &str, input: LotInput) -> AdminLot {
+    let ladder = input.increment.bands().to_vec();
+    let mut lot = AdminLot {
+        lot: Lot {
+            id: id.to_owned(),
+            title: input.title,
+            attributes: input.attributes,
+            currency: input.currency,
+            starting_price: input.starting_price,
+            increment: input.increment.step_at(input.starting_price),
+            increment_ladder: ladder,
+            reserve_met: None,
+            current_price: input.starting_price,
+            bid_count: 0,
+            leading_bidder: None,
+            status: input.status.unwrap_or(LotStatus::Scheduled),
+            starts_at: input.starts_at,
+            ends_at: input.ends_at,
+            lane: input.lane,
+            run_order: input.run_order,
+            seq: 0,
+            updated_at: input.starts_at,
+            recent_bids: Vec::new(),
+        },
         reserve_price: input.reserve_price,
-        current_price: input.starting_price,
-        bid_count: 0,
-        leading_bidder: None,
-        status: input.status.unwrap_or(LotStatus::Scheduled),
-        starts_at: input.starts_at,
-        ends_at: input.ends_at,
-        seq: 0,
-        updated_at: input.starts_at,
-        recent_bids: Vec::new(),
-    }
+    };
+    lot.refresh();
+    lot
 }
 
 /// The creation time (milliseconds) before which an idempotency key is forgotten.

@@ -25,10 +25,12 @@ pub enum StoreError {
         status: LotStatus,
     },
     /// The bid is below the minimum next bid.
-    #[error("bid too low: at least {min_next_bid}")]
+    #[error("{field} too low: at least {min_next_bid}")]
     BidTooLow {
         /// Smallest acceptable amount now.
         min_next_bid: Money,
+        /// `amount` or `max_amount`.
+        field: &'static str,
     },
     /// The status change is not allowed.
     #[error("cannot change status from {from} to {to}")]

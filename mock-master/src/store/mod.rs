@@ -9,6 +9,9 @@
 //!   [`commands`] holds what each command does; [`writer_recovery`] how the writer comes
 //!   back from a failed batch without reusing a sequence or applying anything twice.
 //! - [`oplog`]: the operations and their encoding.
+//! - [`auction`]: the bidding rules as pure functions (proxy bids); [`bidding`] runs
+//!   them inside the writer's transaction; [`audit`]: the trail of every bid and
+//!   maximum, refused ones included; [`lanes`]: run lists and sequential lanes.
 //! - [`replicator`]: tails the log and executes each entry on the replica, recording the
 //!   applied position in the same transaction.
 //! - [`replica`]: a bounded pool of read connections on the replica, used to answer
@@ -18,11 +21,15 @@
 //! - [`schema`]: migrations and the row helpers both databases share.
 //! - [`engine`]: the connection trait, the SQL dialects and one driver per engine.
 
+pub mod auction;
+pub mod audit;
 pub mod backoff;
+pub mod bidding;
 pub mod commands;
 pub mod engine;
 pub mod error;
 pub mod health;
+pub mod lanes;
 pub mod log_tail;
 pub mod oplog;
 pub mod primary;
@@ -38,7 +45,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use lotsync::protocol::{Bid, Lot, LotInput, LotStatus, Money, Notice, Seq};
+use lotsync::protocol::{
+    AdminLot, AuditEntry, Bid, BidReceipt, BidRequest, Lane, LaneSettings, Lot, LotInput,
+    LotStatus, MaxStatus, Notice, Seq,
+};
 use tokio::sync::oneshot;
 
 use crate::chaos::Chaos;
@@ -96,11 +106,14 @@ impl StoreOptions {
     pub const REPLICATION_STALL: Duration = Duration::from_secs(10);
 }
 
-/// Result of a bid: the bid and whether it was a replay of an earlier identical request.
+/// Result of a bid: the receipt and whether it was a replay of an earlier identical
+/// request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BidOutcome {
-    /// The accepted bid.
+    /// The caller's latest bid (the receipt's).
     pub bid: Bid,
+    /// The caller's bid and where they stand.
+    pub receipt: BidReceipt,
     /// True when an idempotency key matched an earlier identical bid; nothing was written.
     pub replayed: bool,
 }
@@ -325,7 +338,7 @@ impl Store {
     }
 
     /// Create or replace a lot. Returns the lot as stored and whether it was created.
-    pub async fn put_lot(&self, id: &str, input: LotInput) -> Result<(Lot, bool), StoreError> {
+    pub async fn put_lot(&self, id: &str, input: LotInput) -> Result<(AdminLot, bool), StoreError> {
         lotsync::protocol::validate_lot_id(id)?;
         input.validate()?;
         let id = id.to_owned();
@@ -333,32 +346,116 @@ impl Store {
     }
 
     /// Change only a lot's status.
-    pub async fn set_status(&self, id: &str, status: LotStatus) -> Result<Lot, StoreError> {
+    pub async fn set_status(&self, id: &str, status: LotStatus) -> Result<AdminLot, StoreError> {
         lotsync::protocol::validate_lot_id(id)?;
         let id = id.to_owned();
         self.send(|reply| Command::Status { id, status, reply })
             .await
     }
 
-    /// Place a bid as `bidder`, honouring an optional idempotency key.
+    /// Place a bid of `amount` as `bidder`, honouring an optional idempotency key.
     pub async fn place_bid(
         &self,
         bidder: &str,
         lot_id: &str,
-        amount: Money,
+        amount: lotsync::protocol::Money,
+        key: Option<String>,
+    ) -> Result<BidOutcome, StoreError> {
+        self.bid(bidder, lot_id, BidRequest::amount(amount), key)
+            .await
+    }
+
+    /// Place a bid and/or set a maximum as `bidder`, honouring an optional idempotency
+    /// key.
+    pub async fn bid(
+        &self,
+        bidder: &str,
+        lot_id: &str,
+        request: BidRequest,
         key: Option<String>,
     ) -> Result<BidOutcome, StoreError> {
         lotsync::protocol::validate_lot_id(lot_id)?;
-        lotsync::protocol::validate_money("amount", amount)?;
+        request.validate()?;
         let (bidder, lot_id) = (bidder.to_owned(), lot_id.to_owned());
         self.send(|reply| Command::Bid {
             bidder,
             lot_id,
-            amount,
+            request,
             key,
             reply,
         })
         .await
+    }
+
+    /// Create or change a lane's settings.
+    pub async fn set_lane(&self, lane: &str, settings: LaneSettings) -> Result<Lane, StoreError> {
+        lotsync::protocol::validate_lane(lane)?;
+        settings.validate()?;
+        let lane = lane.to_owned();
+        self.send(|reply| Command::Lane {
+            lane,
+            settings,
+            reply,
+        })
+        .await
+    }
+
+    /// Every lane with settings.
+    pub async fn lanes(&self) -> Result<Vec<Lane>, StoreError> {
+        self.inner.primary_reader.read(lanes::list).await
+    }
+
+    /// A lot's audit trail from the primary, after entry `after_id` (`None` when the
+    /// lot does not exist and has no entry).
+    pub async fn audit(
+        &self,
+        lot_id: &str,
+        after_id: u64,
+    ) -> Result<Option<Vec<AuditEntry>>, StoreError> {
+        lotsync::protocol::validate_lot_id(lot_id)?;
+        let id = lot_id.to_owned();
+        self.inner
+            .primary_reader
+            .read(move |conn| {
+                let entries = audit::read(conn, &id, after_id)?;
+                if entries.is_empty() && schema::load_lot(conn, &id)?.is_none() {
+                    return Ok(None);
+                }
+                Ok(Some(entries))
+            })
+            .await
+    }
+
+    /// `bidder`'s own maximum on a lot and where they stand (`None`: no such lot).
+    pub async fn max_status(
+        &self,
+        lot_id: &str,
+        bidder: &str,
+    ) -> Result<Option<MaxStatus>, StoreError> {
+        lotsync::protocol::validate_lot_id(lot_id)?;
+        let (id, bidder) = (lot_id.to_owned(), bidder.to_owned());
+        self.inner
+            .primary_reader
+            .read(move |conn| bidding::max_status(conn, &id, &bidder))
+            .await
+    }
+
+    /// A lot as the admin sees it (reserve included), from the primary.
+    pub async fn admin_lot(&self, id: &str) -> Result<Option<AdminLot>, StoreError> {
+        lotsync::protocol::validate_lot_id(id)?;
+        let id = id.to_owned();
+        self.inner
+            .primary_reader
+            .read(move |conn| schema::load_full_admin_lot(conn, &id))
+            .await
+    }
+
+    /// Every lot as the admin sees it, from the primary.
+    pub async fn admin_lots(&self) -> Result<Vec<AdminLot>, StoreError> {
+        self.inner
+            .primary_reader
+            .read(schema::load_all_admin_lots)
+            .await
     }
 
     /// Open scheduled lots whose start has come and close (then settle) open lots whose

@@ -6,7 +6,7 @@
 //! it, so the two databases cannot interpret an operation differently.
 
 use chrono::{DateTime, Utc};
-use lotsync::protocol::{Bid, Lot, LotStatus, Money, OpKind, Seq};
+use lotsync::protocol::{AdminLot, Bid, Ladder, LotStatus, Money, OpKind, Seq};
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
@@ -15,20 +15,25 @@ use super::StoreError;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Op {
-    /// The lot's whole data after a create or replace (without `recent_bids`).
+    /// The lot's whole data after a create or replace (without `recent_bids`). Entries
+    /// from before confidential reserves hold the same fields, the reserve among them.
     Upsert {
         /// The lot as stored after the operation.
-        lot: Box<Lot>,
+        lot: Box<AdminLot>,
     },
-    /// Only the status changed (and, for some changes, the end time).
+    /// Only the status changed (and, for some changes, the times).
     Status {
         /// The new status.
         status: LotStatus,
+        /// New start time (a lane's next lot rescheduled after the previous one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        starts_at: Option<DateTime<Utc>>,
         /// New end time, when the change moved it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ends_at: Option<DateTime<Utc>>,
     },
-    /// A bid was accepted; the price columns it changed.
+    /// A bid was accepted (placed by the bidder, or by the master from their maximum);
+    /// the price columns it changed.
     Bid {
         /// The accepted bid.
         bid: Bid,
@@ -44,6 +49,15 @@ pub enum Op {
 }
 
 impl Op {
+    /// A status change that moves no time.
+    pub fn status(status: LotStatus) -> Op {
+        Op::Status {
+            status,
+            starts_at: None,
+            ends_at: None,
+        }
+    }
+
     /// The kind carried by notices.
     pub fn kind(&self) -> OpKind {
         match self {
@@ -68,12 +82,12 @@ impl Op {
     /// `seq` and `at` become the lot's version and `updated_at`.
     pub fn apply(
         &self,
-        before: Option<Lot>,
+        before: Option<AdminLot>,
         lot_id: &str,
         seq: Seq,
         at: DateTime<Utc>,
-    ) -> Result<Lot, StoreError> {
-        let mut lot = match (self, before) {
+    ) -> Result<AdminLot, StoreError> {
+        let mut stored = match (self, before) {
             (Op::Upsert { lot }, _) => (**lot).clone(),
             (_, Some(lot)) => lot,
             (_, None) => {
@@ -82,10 +96,18 @@ impl Op {
                 )));
             }
         };
+        let lot = &mut stored.lot;
         match self {
             Op::Upsert { .. } => {}
-            Op::Status { status, ends_at } => {
+            Op::Status {
+                status,
+                starts_at,
+                ends_at,
+            } => {
                 lot.status = *status;
+                if let Some(starts_at) = starts_at {
+                    lot.starts_at = *starts_at;
+                }
                 if let Some(ends_at) = ends_at {
                     lot.ends_at = *ends_at;
                 }
@@ -107,7 +129,11 @@ impl Op {
         lot.seq = seq;
         lot.updated_at = at;
         lot.recent_bids.clear();
-        Ok(lot)
+        if lot.increment_ladder.is_empty() {
+            lot.increment_ladder = Ladder::fixed(lot.increment).bands().to_vec();
+        }
+        stored.refresh();
+        Ok(stored)
     }
 }
 
@@ -130,40 +156,58 @@ mod tests {
 
     #[test]
     fn ops_round_trip_and_apply() {
-        let before = Lot::example("a");
-        let at = before.updated_at + chrono::Duration::seconds(5);
+        let before = AdminLot {
+            lot: lotsync::protocol::Lot::example("a"),
+            reserve_price: Some(150_000),
+        };
+        let at = before.lot.updated_at + chrono::Duration::seconds(5);
         let bid = Bid {
             lot_id: "a".into(),
             bidder: "alice".into(),
             amount: 200_000,
             seq: 9,
             at,
+            proxy: true,
         };
         let op = Op::Bid {
             bid,
             current_price: 200_000,
             bid_count: 1,
             leading_bidder: Some("alice".into()),
-            ends_at: before.ends_at,
+            ends_at: before.lot.ends_at,
         };
         let decoded = Op::decode(&op.encode()).unwrap();
         assert_eq!(decoded, op);
-        let after = decoded.apply(Some(before.clone()), "a", 9, at).unwrap();
+        let after = decoded.apply(Some(before.clone()), "a", 9, at).unwrap().lot;
         assert_eq!(
             (after.current_price, after.bid_count, after.seq),
             (200_000, 1, 9)
         );
         assert_eq!(after.leading_bidder.as_deref(), Some("alice"));
+        assert_eq!(after.reserve_met, Some(true), "recomputed from the reserve");
 
         let status = Op::Status {
             status: LotStatus::Closed,
+            starts_at: None,
             ends_at: None,
         };
-        let closed = status.apply(Some(after), "a", 10, at).unwrap();
+        let closed = status
+            .apply(
+                Some(AdminLot {
+                    lot: after,
+                    reserve_price: None,
+                }),
+                "a",
+                10,
+                at,
+            )
+            .unwrap()
+            .lot;
         assert_eq!(
             (closed.status, closed.seq, closed.ends_at),
-            (LotStatus::Closed, 10, before.ends_at)
+            (LotStatus::Closed, 10, before.lot.ends_at)
         );
+        assert_eq!(closed.reserve_met, None, "no reserve: absent");
         assert!(status.apply(None, "b", 11, at).is_err());
         assert!(Op::decode("{\"type\":\"nope\"}").is_err());
     }

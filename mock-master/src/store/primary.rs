@@ -18,9 +18,12 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use lotsync::protocol::{Lot, LotInput, LotStatus, Money, Notice, OpKind, Seq};
+use lotsync::protocol::{
+    AdminLot, BidRequest, Lane, LaneSettings, LotInput, LotStatus, Notice, OpKind, Seq,
+};
 use tokio::sync::oneshot;
 
+use super::audit;
 use super::commands::{Ctx, idempotency_cutoff};
 use super::engine::{Access, Conn, DbUrl, Durability, args};
 use super::health::{Monitor, Part};
@@ -46,7 +49,7 @@ pub enum Command {
         /// New data.
         input: LotInput,
         /// The lot after the write and whether it was created.
-        reply: Reply<(Lot, bool)>,
+        reply: Reply<(AdminLot, bool)>,
     },
     /// Change a lot's status only.
     Status {
@@ -55,7 +58,7 @@ pub enum Command {
         /// New status.
         status: LotStatus,
         /// The lot after the write.
-        reply: Reply<Lot>,
+        reply: Reply<AdminLot>,
     },
     /// Place a bid.
     Bid {
@@ -63,8 +66,8 @@ pub enum Command {
         bidder: String,
         /// Lot id.
         lot_id: String,
-        /// Amount in minor units.
-        amount: Money,
+        /// The bid and/or maximum.
+        request: BidRequest,
         /// Idempotency key, if the client sent one.
         key: Option<String>,
         /// The bid.
@@ -76,6 +79,15 @@ pub enum Command {
         now: DateTime<Utc>,
         /// Number of operations written.
         reply: Reply<usize>,
+    },
+    /// Create or change a lane's settings.
+    Lane {
+        /// The lane.
+        lane: String,
+        /// Its settings.
+        settings: LaneSettings,
+        /// The lane as stored.
+        reply: Reply<Lane>,
     },
     /// Stop the thread.
     Shutdown,
@@ -90,6 +102,7 @@ impl Command {
             Command::Status { reply, .. } => drop(reply.send(Err(error))),
             Command::Bid { reply, .. } => drop(reply.send(Err(error))),
             Command::Due { reply, .. } => drop(reply.send(Err(error))),
+            Command::Lane { reply, .. } => drop(reply.send(Err(error))),
             Command::Shutdown => return false,
         }
         true
@@ -189,10 +202,14 @@ pub struct Writer {
 
 /// What one command produced inside the batch, answered after the commit.
 pub(super) enum Done {
-    Put(Reply<(Lot, bool)>, Result<(Lot, bool), StoreError>),
-    Status(Reply<Lot>, Result<Lot, StoreError>),
+    Put(
+        Reply<(AdminLot, bool)>,
+        Result<(AdminLot, bool), StoreError>,
+    ),
+    Status(Reply<AdminLot>, Result<AdminLot, StoreError>),
     Bid(Reply<BidOutcome>, Result<BidOutcome, StoreError>),
     Due(Reply<usize>, Result<usize, StoreError>),
+    Lane(Reply<Lane>, Result<Lane, StoreError>),
 }
 
 /// A batch that failed: the error, and what was not answered yet.
@@ -349,6 +366,16 @@ impl Writer {
             }
             let sp_head = self.head;
             let sp_len = notices.len();
+            // A refused bid is audited after its own changes are rolled back.
+            let bid = match &command {
+                Command::Bid {
+                    bidder,
+                    lot_id,
+                    request,
+                    ..
+                } => Some((bidder.clone(), lot_id.clone(), *request)),
+                _ => None,
+            };
             if let Err(e) = self.conn.batch("SAVEPOINT command") {
                 // Not run: the caller is answered with the rest of the batch.
                 let mut rest = vec![command];
@@ -380,6 +407,12 @@ impl Writer {
                 self.head = sp_head;
                 notices.truncate(sp_len);
                 self.conn.batch("ROLLBACK TO SAVEPOINT command")?;
+                if let (Some((bidder, lot_id, request)), Some(error)) =
+                    (bid, done.last().and_then(Done::refusal))
+                    && !matches!(error, StoreError::NotFound(_))
+                {
+                    audit::refused(&mut *self.conn, &lot_id, &bidder, &request, error)?;
+                }
                 self.conn.batch("RELEASE SAVEPOINT command")?;
             }
         }
@@ -438,8 +471,13 @@ pub fn sweep_expired_keys(conn: &mut dyn Conn, retention: Duration) -> Result<u6
 impl Done {
     /// For a rejected bid, the error code it is counted under.
     fn rejection(&self) -> Option<&'static str> {
+        self.refusal().map(StoreError::code)
+    }
+
+    /// For a rejected bid, why.
+    fn refusal(&self) -> Option<&StoreError> {
         match self {
-            Done::Bid(_, Err(e)) => Some(e.code()),
+            Done::Bid(_, Err(e)) => Some(e),
             _ => None,
         }
     }
@@ -450,6 +488,7 @@ impl Done {
             Done::Status(_, r) => r.as_ref().map(drop),
             Done::Bid(_, r) => r.as_ref().map(drop),
             Done::Due(_, r) => r.as_ref().map(drop),
+            Done::Lane(_, r) => r.as_ref().map(drop),
         }
     }
 
@@ -474,6 +513,7 @@ impl Done {
             Done::Status(_, r) => take(r),
             Done::Bid(_, r) => take(r),
             Done::Due(_, r) => take(r),
+            Done::Lane(_, r) => take(r),
         }
     }
 
@@ -483,6 +523,7 @@ impl Done {
             Done::Status(tx, r) => drop(tx.send(r)),
             Done::Bid(tx, r) => drop(tx.send(r)),
             Done::Due(tx, r) => drop(tx.send(r)),
+            Done::Lane(tx, r) => drop(tx.send(r)),
         }
     }
 
@@ -492,6 +533,7 @@ impl Done {
             Done::Status(tx, _) => drop(tx.send(Err(error))),
             Done::Bid(tx, _) => drop(tx.send(Err(error))),
             Done::Due(tx, _) => drop(tx.send(Err(error))),
+            Done::Lane(tx, _) => drop(tx.send(Err(error))),
         }
     }
 }

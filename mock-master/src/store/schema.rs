@@ -7,7 +7,7 @@
 //! differs (types, upsert syntax).
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use lotsync::protocol::{Bid, Lot, RECENT_BIDS, Seq};
+use lotsync::protocol::{AdminLot, Bid, IncrementBand, Lot, RECENT_BIDS, Seq};
 
 use super::StoreError;
 use super::engine::{Conn, args};
@@ -29,13 +29,16 @@ const LOT_TABLES: &[&str] = &[
         lot_id {key} NOT NULL,
         bidder {key} NOT NULL,
         amount {int} NOT NULL,
-        at {key} NOT NULL
+        at {key} NOT NULL,
+        proxy {int} NOT NULL DEFAULT 0
     ){opts}",
     "CREATE INDEX IF NOT EXISTS bids_by_lot ON bids (lot_id, seq)",
     "CREATE TABLE IF NOT EXISTS meta (\"key\" {key} PRIMARY KEY, value {text} NOT NULL){opts}",
 ];
 
-/// Primary-only tables: the operation log and remembered idempotent bids.
+/// Primary-only tables: the operation log, remembered idempotent bids, bidders'
+/// confidential maximums (never replicated: the replica serves terminals), the audit
+/// trail of every bid and maximum, accepted or refused, and lane settings.
 const PRIMARY_TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS oplog (
         seq {int} PRIMARY KEY,
@@ -52,11 +55,38 @@ const PRIMARY_TABLES: &[&str] = &[
         created_ms {int} NOT NULL DEFAULT 0,
         PRIMARY KEY (bidder, \"key\")
     ){opts}",
+    "CREATE TABLE IF NOT EXISTS maxima (
+        lot_id {key} NOT NULL,
+        bidder {key} NOT NULL,
+        max_amount {int} NOT NULL,
+        set_order {int} NOT NULL,
+        PRIMARY KEY (lot_id, bidder)
+    ){opts}",
+    "CREATE TABLE IF NOT EXISTS audit (
+        id {int} PRIMARY KEY,
+        lot_id {key} NOT NULL,
+        at_us {int} NOT NULL,
+        bidder {key} NOT NULL,
+        action {key} NOT NULL,
+        origin {key} NOT NULL,
+        accepted {int} NOT NULL,
+        amount {int} NOT NULL,
+        max_amount {int} NOT NULL,
+        seq {int} NOT NULL,
+        reason {text} NOT NULL
+    ){opts}",
+    "CREATE TABLE IF NOT EXISTS lanes (
+        lane {key} PRIMARY KEY,
+        sequential {int} NOT NULL,
+        gap_ms {int} NOT NULL
+    ){opts}",
 ];
 
 /// Primary-only indexes, created once the columns they cover exist.
-const PRIMARY_INDEXES: &[&str] =
-    &["CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency (created_ms)"];
+const PRIMARY_INDEXES: &[&str] = &[
+    "CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency (created_ms)",
+    "CREATE INDEX IF NOT EXISTS audit_by_lot ON audit (lot_id, id)",
+];
 
 /// Replica-only table: how far the log has been applied.
 const REPLICA_TABLES: &[&str] = &["CREATE TABLE IF NOT EXISTS replication_state (
@@ -83,6 +113,7 @@ pub fn migrate(conn: &mut dyn Conn, role: Role) -> Result<(), StoreError> {
     for template in LOT_TABLES.iter().chain(own) {
         conn.batch(&dialect.ddl(template))?;
     }
+    add_column(conn, "bids", "proxy", "{int} NOT NULL DEFAULT 0")?;
     if role == Role::Replica {
         let sql = dialect.insert_ignore("replication_state", &["id", "applied_seq"]);
         conn.execute(&sql, args![0i64, 0i64])?;
@@ -93,6 +124,24 @@ pub fn migrate(conn: &mut dyn Conn, role: Role) -> Result<(), StoreError> {
             conn.batch(index)?;
         }
     }
+    Ok(())
+}
+
+/// Add a column to a table from an older version, unless it has it already.
+fn add_column(
+    conn: &mut dyn Conn,
+    table: &str,
+    column: &str,
+    definition: &str,
+) -> Result<(), StoreError> {
+    if conn
+        .query(&format!("SELECT {column} FROM {table} WHERE 1 = 0"), &[])
+        .is_ok()
+    {
+        return Ok(());
+    }
+    let add = format!("ALTER TABLE {table} ADD COLUMN {column} {definition}");
+    conn.batch(&conn.dialect().ddl(&add))?;
     Ok(())
 }
 
@@ -169,23 +218,37 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("bad time {text:?}: {e}")))
 }
 
-/// A lot's stored data, without recent bids.
-pub fn load_lot(conn: &mut dyn Conn, id: &str) -> Result<Option<Lot>, StoreError> {
+/// A lot's stored data (the admin's view, reserve included), without recent bids.
+pub fn load_lot(conn: &mut dyn Conn, id: &str) -> Result<Option<AdminLot>, StoreError> {
     conn.query_opt("SELECT data FROM lots WHERE id = ?", args![id])?
         .map(|r| decode_lot(&r.text(0)?))
         .transpose()
 }
 
 /// Parse a `lots.data` column.
-pub fn decode_lot(data: &str) -> Result<Lot, StoreError> {
-    serde_json::from_str(data).map_err(|e| StoreError::Corrupt(format!("bad lot row: {e}")))
+///
+/// Rows written before ladders and confidential reserves hold `increment` alone and no
+/// `reserve_met`: the ladder becomes one band and everything terminals see of the
+/// reserve is recomputed here, so old rows read exactly like new ones.
+pub fn decode_lot(data: &str) -> Result<AdminLot, StoreError> {
+    let mut lot: AdminLot =
+        serde_json::from_str(data).map_err(|e| StoreError::Corrupt(format!("bad lot row: {e}")))?;
+    if lot.lot.increment_ladder.is_empty() {
+        lot.lot.increment_ladder = vec![IncrementBand {
+            from: 0,
+            step: lot.lot.increment,
+        }];
+    }
+    lot.refresh();
+    Ok(lot)
 }
 
 const LOT_COLUMNS: &[&str] = &["id", "data", "seq", "status", "starts_at_ms", "ends_at_ms"];
 
 /// Store a lot row (its data without recent bids, plus the queried columns).
-pub fn write_lot(conn: &mut dyn Conn, lot: &Lot) -> Result<(), StoreError> {
-    let data = serde_json::to_string(lot).expect("a Lot always serialises");
+pub fn write_lot(conn: &mut dyn Conn, stored: &AdminLot) -> Result<(), StoreError> {
+    let data = serde_json::to_string(stored).expect("a Lot always serialises");
+    let lot = &stored.lot;
     let sql = conn.dialect().upsert("lots", LOT_COLUMNS, &["id"]);
     conn.execute(
         &sql,
@@ -204,13 +267,14 @@ pub fn write_lot(conn: &mut dyn Conn, lot: &Lot) -> Result<(), StoreError> {
 /// Store an accepted bid.
 pub fn write_bid(conn: &mut dyn Conn, bid: &Bid) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO bids (seq, lot_id, bidder, amount, at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO bids (seq, lot_id, bidder, amount, at, proxy) VALUES (?, ?, ?, ?, ?, ?)",
         args![
             bid.seq as i64,
             &bid.lot_id,
             &bid.bidder,
             bid.amount,
-            fmt_time(bid.at)
+            fmt_time(bid.at),
+            i64::from(bid.proxy)
         ],
     )?;
     Ok(())
@@ -219,7 +283,7 @@ pub fn write_bid(conn: &mut dyn Conn, bid: &Bid) -> Result<(), StoreError> {
 /// The lot's most recent bids, newest first.
 pub fn recent_bids(conn: &mut dyn Conn, lot_id: &str) -> Result<Vec<Bid>, StoreError> {
     let rows = conn.query(
-        "SELECT seq, bidder, amount, at FROM bids WHERE lot_id = ? ORDER BY seq DESC LIMIT ?",
+        "SELECT seq, bidder, amount, at, proxy FROM bids WHERE lot_id = ? ORDER BY seq DESC LIMIT ?",
         args![lot_id, RECENT_BIDS as i64],
     )?;
     rows.iter()
@@ -230,36 +294,50 @@ pub fn recent_bids(conn: &mut dyn Conn, lot_id: &str) -> Result<Vec<Bid>, StoreE
                 amount: r.int(2)?,
                 seq: r.int(0)? as Seq,
                 at: parse_time(&r.text(3)?)?,
+                proxy: r.int(4)? != 0,
             })
         })
         .collect()
 }
 
-/// A lot with its recent bids filled in.
-pub fn load_full_lot(conn: &mut dyn Conn, id: &str) -> Result<Option<Lot>, StoreError> {
+/// A lot as the admin sees it, with its recent bids filled in.
+pub fn load_full_admin_lot(conn: &mut dyn Conn, id: &str) -> Result<Option<AdminLot>, StoreError> {
     let Some(mut lot) = load_lot(conn, id)? else {
         return Ok(None);
     };
-    lot.recent_bids = recent_bids(conn, id)?;
+    lot.lot.recent_bids = recent_bids(conn, id)?;
     Ok(Some(lot))
 }
 
-/// Every lot, ordered by id, with recent bids.
-pub fn load_all_lots(conn: &mut dyn Conn) -> Result<Vec<Lot>, StoreError> {
+/// A lot as terminals see it (no reserve price), with its recent bids filled in.
+pub fn load_full_lot(conn: &mut dyn Conn, id: &str) -> Result<Option<Lot>, StoreError> {
+    Ok(load_full_admin_lot(conn, id)?.map(|l| l.lot))
+}
+
+/// Every lot as the admin sees it, ordered by id, with recent bids.
+pub fn load_all_admin_lots(conn: &mut dyn Conn) -> Result<Vec<AdminLot>, StoreError> {
     let rows = conn.query("SELECT data FROM lots ORDER BY id", &[])?;
     let mut lots = Vec::with_capacity(rows.len());
     for row in rows {
         let mut lot = decode_lot(&row.text(0)?)?;
-        lot.recent_bids = recent_bids(conn, &lot.id)?;
+        lot.lot.recent_bids = recent_bids(conn, &lot.lot.id)?;
         lots.push(lot);
     }
     Ok(lots)
 }
 
+/// Every lot as terminals see it (no reserve price), ordered by id, with recent bids.
+pub fn load_all_lots(conn: &mut dyn Conn) -> Result<Vec<Lot>, StoreError> {
+    Ok(load_all_admin_lots(conn)?
+        .into_iter()
+        .map(|l| l.lot)
+        .collect())
+}
+
 /// Every stored bid, in sequence order (for rebuilding a replica).
 pub fn load_all_bids(conn: &mut dyn Conn) -> Result<Vec<Bid>, StoreError> {
     let rows = conn.query(
-        "SELECT seq, lot_id, bidder, amount, at FROM bids ORDER BY seq",
+        "SELECT seq, lot_id, bidder, amount, at, proxy FROM bids ORDER BY seq",
         &[],
     )?;
     rows.iter()
@@ -270,6 +348,7 @@ pub fn load_all_bids(conn: &mut dyn Conn) -> Result<Vec<Bid>, StoreError> {
                 bidder: r.text(2)?,
                 amount: r.int(3)?,
                 at: parse_time(&r.text(4)?)?,
+                proxy: r.int(5)? != 0,
             })
         })
         .collect()
@@ -283,7 +362,7 @@ pub fn execute_op(
     lot_id: &str,
     op: &Op,
     at: DateTime<Utc>,
-) -> Result<Lot, StoreError> {
+) -> Result<AdminLot, StoreError> {
     let before = match op {
         Op::Upsert { .. } => None,
         _ => load_lot(conn, lot_id)?,

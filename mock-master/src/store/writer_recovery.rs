@@ -333,16 +333,18 @@ mod tests {
                 attributes: Default::default(),
                 currency: "EUR".into(),
                 starting_price: 1000,
-                increment: 100,
+                increment: 100.into(),
                 reserve_price: None,
                 status: Some(LotStatus::Open),
                 starts_at: now - chrono::Duration::minutes(1),
                 ends_at: now + chrono::Duration::hours(1),
+                lane: None,
+                run_order: None,
             };
             let (reply, answer) = oneshot::channel();
             let id = id.to_owned();
             self.tx.send(Command::Put { id, input, reply }).unwrap();
-            answer.blocking_recv().unwrap().map(|(lot, _)| lot.seq)
+            answer.blocking_recv().unwrap().map(|(lot, _)| lot.lot.seq)
         }
 
         fn bid(&self, lot: &str, amount: i64, key: &str) -> Result<(Seq, bool), StoreError> {
@@ -351,7 +353,7 @@ mod tests {
                 .send(Command::Bid {
                     bidder: "alice".into(),
                     lot_id: lot.into(),
-                    amount,
+                    request: lotsync::protocol::BidRequest::amount(amount),
                     key: Some(key.into()),
                     reply,
                 })
@@ -359,7 +361,7 @@ mod tests {
             answer
                 .blocking_recv()
                 .unwrap()
-                .map(|o| (o.bid.seq, o.replayed))
+                .map(|o| (o.receipt.bid.seq, o.replayed))
         }
 
         /// The log as the database holds it: (seq, lot).

@@ -43,11 +43,13 @@ pub fn open_lot(title: &str) -> LotInput {
             .collect(),
         currency: "EUR".into(),
         starting_price: 100_000,
-        increment: 5_000,
+        increment: 5_000.into(),
         reserve_price: None,
         status: Some(LotStatus::Open),
         starts_at: now - chrono::Duration::minutes(1),
         ends_at: now + chrono::Duration::hours(1),
+        lane: None,
+        run_order: None,
     }
 }
 

@@ -2,7 +2,7 @@
 //! [`Warmer`] that follows notices like any terminal server, and read by terminal
 //! servers before they ask the master.
 //!
-//! Keys are `lotsync:v1:{epoch}:lot:{id}` and values the lot's JSON, which carries its
+//! Keys are `lotsync:v2:{epoch}:lot:{id}` and values the lot's JSON, which carries its
 //! version (`seq`). A lot is only ever replaced by a newer version (memcached CAS), so
 //! a reader that finds a version at least as new as the notice it serves can use it;
 //! anything else falls back to the master. Keys are spread over the servers by
@@ -22,6 +22,10 @@ pub use warmer::{Warmer, WarmerStats};
 use crate::protocol::{Lot, Seq, validate_lot_id};
 use memcached::{Server, StoreReply};
 use ring::Ring;
+
+/// Version of the value format in every key; bumped when a value's format changes so an
+/// old value is never read.
+const KEY_VERSION: &str = "v2";
 
 /// Items expire after a day: a cache that is not warmed any more empties itself.
 const TTL_SECS: u32 = 24 * 3600;
@@ -140,10 +144,12 @@ impl Cache {
         })
     }
 
-    /// The key of a lot: `lotsync:v1:{epoch}:lot:{id}`.
+    /// The key of a lot: `lotsync:v2:{epoch}:lot:{id}`. The version is that of the value's
+    /// format: `v1` values carried the confidential `reserve_price` and no `reserve_met`
+    /// or ladder, so they are never read (nor served) again and expire by themselves.
     ///
     /// ```
-    /// assert_eq!(lotsync::cache::Cache::key("e1", "lot-7").unwrap(), "lotsync:v1:e1:lot:lot-7");
+    /// assert_eq!(lotsync::cache::Cache::key("e1", "lot-7").unwrap(), "lotsync:v2:e1:lot:lot-7");
     /// assert!(lotsync::cache::Cache::key("e 1", "lot-7").is_err());
     /// ```
     pub fn key(epoch: &str, lot_id: &str) -> Result<String, CacheError> {
@@ -157,7 +163,7 @@ impl Cache {
         }
         validate_lot_id(lot_id)
             .map_err(|_| CacheError::InvalidKey(lot_id.escape_default().to_string()))?;
-        Ok(format!("lotsync:v1:{epoch}:lot:{lot_id}"))
+        Ok(format!("lotsync:{KEY_VERSION}:{epoch}:lot:{lot_id}"))
     }
 
     /// The first server for `key` that is not marked down.

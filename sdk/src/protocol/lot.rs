@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::errors::{printable, validate_text};
+use super::ladder::{IncrementBand, Ladder};
 use super::{FieldError, Money, Seq, validate_money};
 
 /// Status of a lot. Transitions: `scheduled → open → closed → sold | passed`, and
@@ -126,11 +127,19 @@ pub struct Lot {
     /// Minimum amount of the first bid.
     #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
     pub starting_price: Money,
-    /// Minimum step between consecutive bids.
+    /// Minimum step above the current price: the step of the increment ladder's band
+    /// the current price is in (so a client that only knows a fixed increment still
+    /// computes the right next bid).
     #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
     pub increment: Money,
-    /// Lowest amount at which the lot sells, if any.
-    pub reserve_price: Option<Money>,
+    /// The whole increment ladder, bands in ascending `from` (one band from 0 for a
+    /// fixed increment). Empty from a master that predates ladders.
+    #[serde(default)]
+    pub increment_ladder: Vec<IncrementBand>,
+    /// Whether the confidential reserve is met by the highest bid; absent when the lot
+    /// has no reserve. The reserve itself is only ever shown to the admin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve_met: Option<bool>,
     /// Highest accepted bid, or the starting price while there is none.
     #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
     pub current_price: Money,
@@ -144,6 +153,12 @@ pub struct Lot {
     pub starts_at: DateTime<Utc>,
     /// When bidding closes (moves later when a bid arrives in the last seconds).
     pub ends_at: DateTime<Utc>,
+    /// The lane (auction ring) the lot runs in, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
+    /// Position in its lane's run list (lower runs first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_order: Option<u32>,
     /// Version: sequence number of the last operation that changed this lot.
     pub seq: Seq,
     /// Commit time of the operation that produced this version.
@@ -154,35 +169,61 @@ pub struct Lot {
 }
 
 impl Lot {
-    /// Smallest amount the next bid must reach.
+    /// The lot's increment ladder (a one-band ladder of `increment` when the master
+    /// sent none).
     ///
     /// ```
+    /// # let lot = lotsync::protocol::Lot::example("a");
+    /// assert_eq!(lot.ladder().step_at(lot.current_price), lot.increment);
+    /// ```
+    pub fn ladder(&self) -> Ladder {
+        if self.increment_ladder.is_empty() {
+            Ladder::fixed(self.increment)
+        } else {
+            Ladder::new(self.increment_ladder.clone())
+        }
+    }
+
+    /// Minimum step above `price`, by the ladder.
+    pub fn step_at(&self, price: Money) -> Money {
+        if self.increment_ladder.is_empty() {
+            self.increment.max(1)
+        } else {
+            Ladder::new(self.increment_ladder.clone()).step_at(price)
+        }
+    }
+
+    /// Smallest amount the next bid must reach: the starting price for the first bid,
+    /// else the current price plus the step of the ladder band the price is in.
+    ///
+    /// ```
+    /// use lotsync::protocol::IncrementBand;
     /// # let mut lot = lotsync::protocol::Lot::example("a");
     /// lot.bid_count = 0;
     /// assert_eq!(lot.min_next_bid(), lot.starting_price);
     /// lot.bid_count = 1;
-    /// lot.current_price = 1_000;
-    /// lot.increment = 50;
-    /// assert_eq!(lot.min_next_bid(), 1_050);
+    /// lot.increment_ladder = vec![IncrementBand { from: 0, step: 50 },
+    ///                             IncrementBand { from: 2_000, step: 100 }];
+    /// lot.current_price = 1_950;
+    /// assert_eq!(lot.min_next_bid(), 2_000);
+    /// lot.current_price = 2_000;
+    /// assert_eq!(lot.min_next_bid(), 2_100);
     /// ```
     pub fn min_next_bid(&self) -> Money {
         if self.bid_count == 0 {
             self.starting_price
         } else {
-            self.current_price.saturating_add(self.increment)
+            self.current_price
+                .saturating_add(self.step_at(self.current_price))
         }
     }
 
-    /// Whether the reserve price (if any) is met by the current highest bid.
-    ///
-    /// ```
-    /// # let mut lot = lotsync::protocol::Lot::example("a");
-    /// lot.reserve_price = None;
-    /// lot.bid_count = 1;
-    /// assert!(lot.reserve_met());
-    /// ```
-    pub fn reserve_met(&self) -> bool {
-        self.bid_count > 0 && self.reserve_price.is_none_or(|r| self.current_price >= r)
+    /// Set `increment` to the step of the band the current price is in; the master
+    /// calls this after every change of price or ladder.
+    pub fn refresh_increment(&mut self) {
+        if !self.increment_ladder.is_empty() {
+            self.increment = self.step_at(self.current_price);
+        }
     }
 
     /// A small valid lot for examples and tests.
@@ -200,13 +241,19 @@ impl Lot {
             currency: "EUR".to_owned(),
             starting_price: 100_000,
             increment: 5_000,
-            reserve_price: None,
+            increment_ladder: vec![IncrementBand {
+                from: 0,
+                step: 5_000,
+            }],
+            reserve_met: None,
             current_price: 100_000,
             bid_count: 0,
             leading_bidder: None,
             status: LotStatus::Open,
             starts_at: at,
             ends_at: at + chrono::Duration::hours(1),
+            lane: None,
+            run_order: None,
             seq: 1,
             updated_at: at,
             recent_bids: Vec::new(),
@@ -229,6 +276,60 @@ pub struct Bid {
     pub seq: Seq,
     /// Commit time.
     pub at: DateTime<Utc>,
+    /// True when the master placed the bid on the bidder's behalf, from their maximum.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proxy: bool,
+}
+
+/// A lot as the admin sees it: what terminals see plus the confidential reserve.
+///
+/// ```
+/// # use lotsync::protocol::{AdminLot, Lot};
+/// let mut lot = AdminLot { lot: Lot::example("a"), reserve_price: Some(150_000) };
+/// lot.lot.bid_count = 1;
+/// lot.lot.current_price = 150_000;
+/// lot.refresh();
+/// assert_eq!(lot.lot.reserve_met, Some(true));
+/// // What a terminal receives carries no reserve price.
+/// assert!(!serde_json::to_string(&lot.lot).unwrap().contains("reserve_price"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+pub struct AdminLot {
+    /// The lot as terminals see it.
+    #[serde(flatten)]
+    pub lot: Lot,
+    /// Lowest amount at which the lot sells, if any. Confidential.
+    #[serde(default)]
+    pub reserve_price: Option<Money>,
+}
+
+impl std::ops::Deref for AdminLot {
+    type Target = Lot;
+
+    fn deref(&self) -> &Lot {
+        &self.lot
+    }
+}
+
+impl AdminLot {
+    /// Whether the lot would sell now: it has a bid, and the bid meets the reserve (if
+    /// there is one).
+    pub fn sells(&self) -> bool {
+        self.lot.bid_count > 0
+            && self
+                .reserve_price
+                .is_none_or(|r| self.lot.current_price >= r)
+    }
+
+    /// Recompute what terminals see of the price state: `reserve_met` from the reserve
+    /// and `increment` from the ladder.
+    pub fn refresh(&mut self) {
+        self.lot.reserve_met = self
+            .reserve_price
+            .map(|r| self.lot.bid_count > 0 && self.lot.current_price >= r);
+        self.lot.refresh_increment();
+    }
 }
 
 /// Body of `PUT /v1/lots/{id}`: create or replace a lot's data.
@@ -259,9 +360,10 @@ pub struct LotInput {
     /// Minimum first bid, 1..=[`MAX_MONEY`](super::MAX_MONEY).
     #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
     pub starting_price: Money,
-    /// Minimum step, 1..=[`MAX_MONEY`](super::MAX_MONEY).
-    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
-    pub increment: Money,
+    /// Minimum step: an amount (1..=[`MAX_MONEY`](super::MAX_MONEY)) or an increment
+    /// ladder `[{"from": 0, "step": N}, ...]`.
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::ladder))]
+    pub increment: Ladder,
     /// Optional reserve, 1..=[`MAX_MONEY`](super::MAX_MONEY).
     #[serde(default)]
     #[cfg_attr(feature = "server", schema(schema_with = super::schema::money_or_null))]
@@ -274,6 +376,12 @@ pub struct LotInput {
     pub starts_at: DateTime<Utc>,
     /// When bidding closes; must be after `starts_at`.
     pub ends_at: DateTime<Utc>,
+    /// Lane (1–32 characters of `A-Z a-z 0-9 - _`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
+    /// Position in the lane's run list; needs a lane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_order: Option<u32>,
 }
 
 impl LotInput {
@@ -284,7 +392,7 @@ impl LotInput {
     /// # let mut input: LotInput = serde_json::from_str(r#"{"title":"x","currency":"EUR",
     /// #  "starting_price":1,"increment":1,
     /// #  "starts_at":"2026-01-01T10:00:00Z","ends_at":"2026-01-01T11:00:00Z"}"#).unwrap();
-    /// input.increment = 0;
+    /// input.increment = 0.into();
     /// assert_eq!(input.validate().unwrap_err().field, "increment");
     /// ```
     pub fn validate(&self) -> Result<(), FieldError> {
@@ -324,12 +432,17 @@ impl LotInput {
             return Err(FieldError::new("currency", "an ISO 4217 code such as EUR"));
         }
         validate_money("starting_price", self.starting_price)?;
-        validate_money("increment", self.increment)?;
+        self.increment.validate("increment")?;
         if let Some(reserve) = self.reserve_price {
             validate_money("reserve_price", reserve)?;
         }
         if self.ends_at <= self.starts_at {
             return Err(FieldError::new("ends_at", "must be after starts_at"));
+        }
+        if let Some(lane) = &self.lane {
+            validate_lane(lane)?;
+        } else if self.run_order.is_some() {
+            return Err(FieldError::new("run_order", "a run order needs a lane"));
         }
         Ok(())
     }
@@ -344,26 +457,25 @@ pub struct StatusChange {
     pub status: LotStatus,
 }
 
-/// Body of `POST /v1/lots/{id}/bids`.
+/// Check a lane name: 1–32 characters of `A-Z a-z 0-9 - _`.
 ///
 /// ```
-/// let bid = lotsync::protocol::BidRequest { amount: 1_500_00 };
-/// assert!(bid.validate().is_ok());
-/// assert!(lotsync::protocol::BidRequest { amount: 0 }.validate().is_err());
+/// assert!(lotsync::protocol::validate_lane("A").is_ok());
+/// assert_eq!(lotsync::protocol::validate_lane("a b").unwrap_err().field, "lane");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct BidRequest {
-    /// Amount in minor units, 1..=[`MAX_MONEY`](super::MAX_MONEY).
-    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
-    pub amount: Money,
-}
-
-impl BidRequest {
-    /// Check the amount.
-    pub fn validate(&self) -> Result<(), FieldError> {
-        validate_money("amount", self.amount)
+pub fn validate_lane(lane: &str) -> Result<(), FieldError> {
+    let ok = !lane.is_empty()
+        && lane.len() <= 32
+        && lane
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            "lane",
+            "1-32 characters of A-Z, a-z, 0-9, - and _",
+        ))
     }
 }
 
@@ -411,7 +523,21 @@ mod tests {
             ("title", Box::new(|i| i.title = "x".repeat(201))),
             ("currency", Box::new(|i| i.currency = "eur".into())),
             ("starting_price", Box::new(|i| i.starting_price = 0)),
-            ("increment", Box::new(|i| i.increment = MAX_MONEY + 1)),
+            (
+                "increment",
+                Box::new(|i| i.increment = (MAX_MONEY + 1).into()),
+            ),
+            (
+                "increment[1].from",
+                Box::new(|i| {
+                    i.increment = Ladder::new(vec![
+                        IncrementBand { from: 0, step: 10 },
+                        IncrementBand { from: 0, step: 20 },
+                    ])
+                }),
+            ),
+            ("lane", Box::new(|i| i.lane = Some("A/B".into()))),
+            ("run_order", Box::new(|i| i.run_order = Some(1))),
             ("reserve_price", Box::new(|i| i.reserve_price = Some(-1))),
             ("ends_at", Box::new(|i| i.ends_at = i.starts_at)),
             (
@@ -437,7 +563,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_rejected() {
-        let err = serde_json::from_str::<BidRequest>(r#"{"amount":5,"extra":1}"#).unwrap_err();
+        let err = serde_json::from_str::<LotInput>(r#"{"title":"x","extra":1}"#).unwrap_err();
         assert!(err.to_string().contains("extra"), "{err}");
     }
 

@@ -11,7 +11,7 @@
 //! use lotsync::protocol::{Lot, LotStatus};
 //!
 //! let json = r#"{"id":"lot-1","title":"2015 Volvo V70","attributes":{"make":"Volvo"},
-//!   "currency":"EUR","starting_price":500000,"increment":10000,"reserve_price":null,
+//!   "currency":"EUR","starting_price":500000,"increment":10000,"reserve_met":false,
 //!   "current_price":500000,"bid_count":0,"leading_bidder":null,"status":"open",
 //!   "starts_at":"2026-01-01T10:00:00Z","ends_at":"2026-01-01T11:00:00Z",
 //!   "seq":7,"updated_at":"2026-01-01T10:00:00Z","recent_bids":[]}"#;
@@ -23,20 +23,28 @@
 //!
 //! # Layout
 //! - `lot`: lots, bids, statuses and the bodies that create or change them.
+//! - `ladder`: increment ladders (the bid step by price band).
+//! - `bidding`: bid and maximum requests, receipts, the audit trail, lane settings.
 //! - `stream`: notices and the other notice-stream events, snapshots, change log.
 //! - `ops`: replication status and fault-injection settings.
 //! - `errors`: the error body, its codes, and field validation.
 //! - `schema` (feature `server`): schemas of constrained fields for the OpenAPI derives.
 
+mod bidding;
 mod errors;
+mod ladder;
 mod lot;
 mod ops;
 #[cfg(feature = "server")]
 mod schema;
 mod stream;
 
+pub use bidding::{
+    AuditAction, AuditEntry, AuditOrigin, BidReceipt, BidRequest, Lane, LaneSettings, MaxStatus,
+};
 pub use errors::{ApiError, ErrorBody, FieldError, codes, validate_lot_id, validate_money};
-pub use lot::{Bid, BidRequest, Lot, LotInput, LotStatus, StatusChange};
+pub use ladder::{IncrementBand, Ladder, MAX_BANDS};
+pub use lot::{AdminLot, Bid, Lot, LotInput, LotStatus, StatusChange, validate_lane};
 pub use ops::{ChaosPatch, ChaosSettings, MAX_FAULT_DELAY_MS, ReplicationStatus};
 pub use stream::{ChangesResponse, Heartbeat, Hello, LotsResponse, Notice, OpKind, Reset};
 

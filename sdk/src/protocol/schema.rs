@@ -7,7 +7,9 @@ use utoipa::openapi::schema::{
     SchemaType, Type,
 };
 
-use super::{MAX_FAULT_DELAY_MS, MAX_LOT_ID_LEN, MAX_MONEY};
+use utoipa::openapi::{ArrayBuilder, Ref};
+
+use super::{MAX_BANDS, MAX_FAULT_DELAY_MS, MAX_LOT_ID_LEN, MAX_MONEY};
 
 fn money_builder() -> ObjectBuilder {
     ObjectBuilder::new()
@@ -26,6 +28,22 @@ pub(crate) fn money() -> Schema {
 pub(crate) fn money_or_null() -> Schema {
     money_builder()
         .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+        .into()
+}
+
+/// An increment: a fixed step, or a ladder of 1..=`MAX_BANDS` bands (the first from
+/// 0, ascending), as [`Ladder`](super::Ladder)'s own serde reads it.
+pub(crate) fn ladder() -> Schema {
+    let bands = ArrayBuilder::new()
+        .items(Ref::from_schema_name("IncrementBand"))
+        .min_items(Some(1))
+        .max_items(Some(MAX_BANDS));
+    OneOfBuilder::new()
+        .item(money_builder())
+        .item(bands)
+        .description(Some(
+            "A fixed step, or a ladder: bands ascending in `from`, the first from 0",
+        ))
         .into()
 }
 

@@ -90,11 +90,13 @@ fn open_lot(title: &str) -> LotInput {
         attributes: Default::default(),
         currency: "EUR".into(),
         starting_price: 100_000,
-        increment: 100,
+        increment: 100.into(),
         reserve_price: None,
         status: Some(LotStatus::Open),
         starts_at: now - chrono::Duration::minutes(1),
         ends_at: now + chrono::Duration::hours(1),
+        lane: None,
+        run_order: None,
     }
 }
 

@@ -59,7 +59,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         )),
         Line::default(),
         Line::from(vec![
-            Span::raw("your bid  "),
+            Span::raw(if bid.max { "your max  " } else { "your bid  " }),
             Span::styled(
                 format!(" {} ", money(bid.amount)),
                 Style::new().fg(Color::Black).bg(Color::Cyan).bold(),
@@ -69,7 +69,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     ];
     let phase = match &bid.phase {
         BidPhase::Editing => Line::from(Span::styled(
-            "+/- step · digits type · Enter place · Esc cancel",
+            if bid.max {
+                "the master bids for you up to this, unseen · m bid instead · Enter place"
+            } else {
+                "+/- step · digits type · m maximum · Enter place · Esc cancel"
+            },
             Style::new().dim(),
         )),
         BidPhase::Placing => Line::from(Span::styled("placing…", Style::new().fg(Color::Yellow))),

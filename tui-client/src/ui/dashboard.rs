@@ -1,7 +1,9 @@
 //! The dashboard: a table of lots and a detail pane for the selected one.
 //!
-//! Columns that do not fit are dropped in order of importance (leader, bids, status,
-//! time left, price); the title column takes what is left and is cut with `…`. The
+//! Columns that do not fit are dropped in order of importance (leader, bids, lane,
+//! reserve, status, time left, price); lane, reserve and "you" (leading or outbid on the
+//! bidder's own lots) appear only when some lot has them; the title column takes what
+//! is left and is cut with `…`. The
 //! detail pane sits to the right on wide terminals, below on tall ones, and is left
 //! out on small ones.
 
@@ -16,7 +18,7 @@ use ratatui::widgets::{
 
 use lotsync::protocol::{Lot, LotStatus};
 
-use crate::app::App;
+use crate::app::{App, Standing};
 use crate::format::{self, truncate};
 
 /// Narrowest title column before other columns are dropped to make room.
@@ -76,6 +78,9 @@ enum Column {
     Leader,
     Status,
     Left,
+    Lane,
+    Reserve,
+    Mine,
 }
 
 fn render_table(app: &App, area: Rect, buf: &mut Buffer) {
@@ -112,20 +117,32 @@ fn render_table(app: &App, area: Rect, buf: &mut Buffer) {
         .max()
         .unwrap_or(2)
         .clamp(2, 12) as u16;
-    let mut columns: Vec<(Column, u16)> = vec![
-        (Column::Id, id_width),
+    let mut columns: Vec<(Column, u16)> = vec![(Column::Id, id_width)];
+    // Lane, reserve and the bidder's own standing only when some lot has them.
+    if visible.iter().any(|lot| lot.lane.is_some()) {
+        columns.push((Column::Lane, 4));
+    }
+    columns.extend([
         (Column::Title, 0),
         (Column::Price, price_width),
         (Column::Bids, 4),
         (Column::Leader, 10),
         (Column::Status, 9),
         (Column::Left, 10),
-    ];
+    ]);
+    if visible.iter().any(|lot| lot.reserve_met.is_some()) {
+        columns.push((Column::Reserve, 7));
+    }
+    if visible.iter().any(|lot| app.standing(lot).is_some()) {
+        columns.push((Column::Mine, 7));
+    }
     // Highlight symbol (2) plus one space between columns.
     let available = inner.width.saturating_sub(2);
     for drop in [
         Column::Leader,
         Column::Bids,
+        Column::Lane,
+        Column::Reserve,
         Column::Status,
         Column::Left,
         Column::Price,
@@ -153,6 +170,9 @@ fn render_table(app: &App, area: Rect, buf: &mut Buffer) {
             Column::Leader => "Leader",
             Column::Status => "Status",
             Column::Left => "Left",
+            Column::Lane => "Lane",
+            Column::Reserve => "Reserve",
+            Column::Mine => "You",
         };
         let right = matches!(column, Column::Price | Column::Bids | Column::Left);
         cell(name, *width, right)
@@ -173,6 +193,21 @@ fn render_table(app: &App, area: Rect, buf: &mut Buffer) {
                     cell(lot.status.as_str(), w, false).style(status_style(lot.status))
                 }
                 Column::Left => cell(&format::time_left(lot, app.now), w, true),
+                Column::Lane => cell(lot.lane.as_deref().unwrap_or(""), w, false),
+                Column::Reserve => match lot.reserve_met {
+                    Some(true) => cell("met", w, false).style(Style::new().fg(Color::Green)),
+                    Some(false) => cell("not met", w, false).style(Style::new().dim()),
+                    None => cell("", w, false),
+                },
+                Column::Mine => match app.standing(lot) {
+                    Some(Standing::Leading) => {
+                        cell("leading", w, false).style(Style::new().fg(Color::Green).bold())
+                    }
+                    Some(Standing::Outbid) => {
+                        cell("outbid", w, false).style(Style::new().fg(Color::Red).bold())
+                    }
+                    None => cell("", w, false),
+                },
             }
         });
         let mut style = Style::new();
@@ -273,12 +308,32 @@ fn detail_lines(app: &App, lot: &Lot, width: usize) -> Vec<Line<'static>> {
         "Leader",
         truncate(lot.leading_bidder.as_deref().unwrap_or("—"), value_width),
     ));
-    let reserve = match lot.reserve_price {
-        None => "none".to_owned(),
-        Some(_) if lot.reserve_met() => "met".to_owned(),
-        Some(_) => "not met".to_owned(),
+    let reserve = match lot.reserve_met {
+        None => "none",
+        Some(true) => "met",
+        Some(false) => "not met",
     };
-    lines.push(field("Reserve", reserve));
+    lines.push(field("Reserve", reserve.to_owned()));
+    if let Some(lane) = &lot.lane {
+        let place = lot
+            .run_order
+            .map(|n| format!(" · #{n}"))
+            .unwrap_or_default();
+        lines.push(field("Lane", format!("{lane}{place}")));
+    }
+    if let Some(standing) = app.standing(lot) {
+        let max = app
+            .mine
+            .get(&lot.id)
+            .and_then(|m| m.max_amount)
+            .map(|m| format!(" · your max {}", money(m)))
+            .unwrap_or_default();
+        let word = match standing {
+            Standing::Leading => "leading",
+            Standing::Outbid => "outbid",
+        };
+        lines.push(field("You", truncate(&format!("{word}{max}"), value_width)));
+    }
     lines.push(field("Left", format::time_left(lot, app.now)));
     if !lot.attributes.is_empty() {
         lines.push(Line::default());

@@ -34,10 +34,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             .render(inner, buf);
         return;
     };
-    let pin = if app.options.pinned.is_some() {
-        "pinned"
-    } else {
-        "closing soonest"
+    let pin = match (&app.options.pinned, &app.options.lane) {
+        (Some(_), _) => "pinned".to_owned(),
+        (None, Some(lane)) => format!("lane {lane}"),
+        (None, None) => "closing soonest".to_owned(),
     };
     let title = format!(" Floor · {} · {pin} ", lot.id);
     let block = block(
@@ -115,6 +115,17 @@ fn lines(app: &App, lot: &Lot, area: Rect) -> Vec<Line<'static>> {
         None => format!("no bids yet · opening at {}", money(lot.starting_price)),
     };
     lines.push(Line::from(fit(leader)));
+    match lot.reserve_met {
+        Some(true) => lines.push(Line::from(Span::styled(
+            fit("reserve met".to_owned()),
+            Style::new().fg(Color::Green).bold(),
+        ))),
+        Some(false) => lines.push(Line::from(Span::styled(
+            fit("reserve not met".to_owned()),
+            Style::new().dim(),
+        ))),
+        None => {}
+    }
     if lot.status == LotStatus::Open && lot.bid_count > 0 {
         lines.push(Line::from(Span::styled(
             fit(format!("next bid {}", money(lot.min_next_bid()))),

@@ -29,6 +29,7 @@ fn bids(id: &str, prices: &[i64]) -> Vec<Bid> {
             amount: *amount,
             seq: 100 + i as u64,
             at: at(-600 + 30 * i as i64),
+            proxy: false,
         })
         .collect()
 }
@@ -48,6 +49,7 @@ fn lot(
     lot.status = status;
     lot.starting_price = start;
     lot.increment = 10_000;
+    lot.increment_ladder = lotsync::protocol::Ladder::fixed(10_000).bands().to_vec();
     lot.current_price = prices.last().copied().unwrap_or(start);
     lot.bid_count = prices.len() as u32;
     lot.recent_bids = bids(id, prices);

@@ -1,7 +1,8 @@
-//! `POST /v1/lots/{id}/bids` on a terminal server: forwarded upstream as it came, with
+//! `POST /v1/lots/{id}/bids` (bids and maximums) and `GET /v1/lots/{id}/max` (a
+//! bidder's own maximum) on a terminal server: forwarded upstream as they came, with
 //! the caller's own bidder token and idempotency key, and the upstream's answer
-//! returned as it came. The terminal server holds no bidder secret, and a bid retried
-//! through it with the same key is placed once, by the master.
+//! returned as it came. The terminal server holds no bidder secret (and no maximum),
+//! and a bid retried through it with the same key is placed once, by the master.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -34,14 +35,28 @@ pub(crate) async fn forward_bid(
     );
     let relay = &source.0;
     let url = format!("{}/v1/lots/{id}/bids", relay.upstream);
-    let mut request = relay.http.post(url).body(body);
+    forward(relay.http.post(url).body(body), &headers).await
+}
+
+pub(crate) async fn forward_max(
+    State(source): State<RelaySource>,
+    LotId(id): LotId,
+    headers: HeaderMap,
+) -> Response {
+    let relay = &source.0;
+    let url = format!("{}/v1/lots/{id}/max", relay.upstream);
+    forward(relay.http.get(url), &headers).await
+}
+
+/// Send `request` upstream with the caller's forwarded headers; the answer as it came.
+async fn forward(mut request: reqwest::RequestBuilder, headers: &HeaderMap) -> Response {
     for name in &FORWARDED {
         for value in headers.get_all(name) {
             request = request.header(name, value);
         }
     }
     let unavailable = |error: &dyn std::fmt::Display| {
-        tracing::warn!(%error, "cannot forward a bid upstream");
+        tracing::warn!(%error, "cannot forward a bidder's request upstream");
         let mut err = ApiError::new(
             StatusCode::BAD_GATEWAY,
             codes::UPSTREAM_UNAVAILABLE,

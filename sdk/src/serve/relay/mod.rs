@@ -237,6 +237,7 @@ impl TerminalServer {
     pub fn router(&self) -> Router {
         let routes = crate::serve::terminal_routes::<RelaySource>()
             .route("/v1/lots/{id}/bids", post(bids::forward_bid))
+            .route("/v1/lots/{id}/max", get(bids::forward_max))
             .route("/healthz", get(healthz))
             .route("/metrics", get(metrics))
             .route("/openapi.json", get(openapi))
