@@ -23,9 +23,11 @@ use super::{Bid, FieldError, Money, Seq, validate_money};
 pub struct BidRequest {
     /// A bid of this amount, 1..=[`MAX_MONEY`](super::MAX_MONEY), now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
     pub amount: Option<Money>,
     /// The most the master may bid for this bidder, never shown to anyone else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
     pub max_amount: Option<Money>,
 }
 
@@ -86,12 +88,14 @@ pub struct BidReceipt {
     pub placed: bool,
     /// The caller's maximum on this lot, if they have one (only ever sent to them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
     pub max_amount: Option<Money>,
     /// Whether the caller leads after the request.
     #[serde(default)]
     pub leading: bool,
     /// The lot's price after the request (maximums may have answered).
     #[serde(default)]
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
     pub current_price: Money,
     /// The lot's version after the request: fetch with this `min_seq` to see it.
     #[serde(default)]
@@ -111,12 +115,15 @@ pub struct MaxStatus {
     /// The caller.
     pub bidder: String,
     /// The caller's maximum, if they set one.
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money_or_null))]
     pub max_amount: Option<Money>,
     /// Whether the caller leads.
     pub leading: bool,
     /// The lot's price.
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
     pub current_price: Money,
     /// The smallest bid accepted now.
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
     pub min_next_bid: Money,
     /// The lot's version this was read at.
     pub seq: Seq,
@@ -197,10 +204,12 @@ pub struct AuditEntry {
     pub accepted: bool,
     /// The bid's amount.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
     pub amount: Option<Money>,
     /// The maximum asked for (admin only: the audit trail is never served to
     /// terminals or other bidders).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
     pub max_amount: Option<Money>,
     /// The operation's sequence, for an accepted bid.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -23,6 +23,7 @@ pub struct IncrementBand {
     /// Lowest price (inclusive) the band applies to.
     pub from: Money,
     /// Minimum step above a price in this band.
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money))]
     pub step: Money,
 }
 

@@ -301,6 +301,7 @@ pub struct AdminLot {
     pub lot: Lot,
     /// Lowest amount at which the lot sells, if any. Confidential.
     #[serde(default)]
+    #[cfg_attr(feature = "server", schema(schema_with = super::schema::money_or_null))]
     pub reserve_price: Option<Money>,
 }
 
