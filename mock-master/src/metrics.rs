@@ -23,6 +23,9 @@ pub struct Metrics {
     batch_buckets: [AtomicU64; BATCH_BUCKETS.len()],
     batch_sum: AtomicU64,
     batch_count: AtomicU64,
+    /// Log entries the JetStream publisher saw acknowledged, and its failed sessions.
+    jetstream_published: AtomicU64,
+    jetstream_errors: AtomicU64,
     /// What the terminal routes count: streams, notices sent, fetches, refusals.
     pub serve: Arc<ServeMetrics>,
 }
@@ -58,6 +61,16 @@ impl Metrics {
         }
         self.batch_sum.fetch_add(size as u64, Relaxed);
         self.batch_count.fetch_add(1, Relaxed);
+    }
+
+    /// Count a log entry acknowledged by JetStream.
+    pub fn jetstream_published(&self) {
+        self.jetstream_published.fetch_add(1, Relaxed);
+    }
+
+    /// Count a JetStream publishing session that failed.
+    pub fn jetstream_error(&self) {
+        self.jetstream_errors.fetch_add(1, Relaxed);
     }
 
     /// Prometheus text exposition.
@@ -133,6 +146,28 @@ impl Metrics {
             "lotsync_replication_lag_ms",
             "Age of the oldest unapplied operation.",
             replication.lag_ms,
+        );
+        help(
+            w,
+            "lotsync_jetstream_published_total",
+            "counter",
+            "Log entries published to NATS JetStream and acknowledged.",
+        );
+        let _ = writeln!(
+            w,
+            "lotsync_jetstream_published_total {}",
+            self.jetstream_published.load(Relaxed)
+        );
+        help(
+            w,
+            "lotsync_jetstream_failures_total",
+            "counter",
+            "Publishing sessions to NATS JetStream that failed (each is retried).",
+        );
+        let _ = writeln!(
+            w,
+            "lotsync_jetstream_failures_total {}",
+            self.jetstream_errors.load(Relaxed)
         );
         self.serve.render("lotsync", w);
         out

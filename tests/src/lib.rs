@@ -8,6 +8,8 @@
 //!   [`wait_converged`]).
 //! - [`sse`]: a raw Server-Sent Events reader; [`faults`]: the fault schedule.
 //! - [`outage`]: bidders and a health watcher for database outages.
+//! - [`nats`]: NATS servers and clusters with JetStream, started and killed by tests;
+//!   [`stream`]: reading what the master published to JetStream.
 //! - `tests/`: end-to-end suites that need the SDK and the master together.
 //! - `src/bin/`: the benchmark programs, and the wall display's screenshots.
 //! - [`browser`]: a headless Chromium over WebDriver; [`fake_terminal`]: a terminal
@@ -19,6 +21,8 @@ pub mod fake_terminal;
 pub mod hall;
 
 pub mod faults;
+pub mod nats;
+pub mod stream;
 pub mod outage;
 pub mod sse;
 

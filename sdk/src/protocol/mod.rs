@@ -26,8 +26,10 @@
 //! - `stream`: notices and the other notice-stream events, snapshots, change log.
 //! - `ops`: replication status and fault-injection settings.
 //! - `errors`: the error body, its codes, and field validation.
+//! - [`jetstream`]: names and bodies of the notice log on NATS JetStream.
 
 mod errors;
+pub mod jetstream;
 mod lot;
 mod ops;
 mod stream;

@@ -135,12 +135,14 @@ fn schemas() -> Value {
             "fetch_error_rate": {"type": "number", "minimum": 0, "maximum": 1},
             "fetch_delay_ms": {"type": "integer", "minimum": 0, "maximum": crate::protocol::MAX_FAULT_DELAY_MS},
             "cut_streams": {"type": "boolean"},
-            "pause_replicator": {"type": "boolean"}}},
+            "pause_replicator": {"type": "boolean"},
+            "pause_publisher": {"type": "boolean"}}},
         "ChaosSettings": {"type": "object", "required": ["replica_lag_ms", "replica_lag_random", "notice_drop_rate",
             "fetch_error_rate", "fetch_delay_ms", "pause_replicator"], "properties": {
             "replica_lag_ms": {"type": "integer"}, "replica_lag_random": {"type": "boolean"},
             "notice_drop_rate": {"type": "number"}, "fetch_error_rate": {"type": "number"},
-            "fetch_delay_ms": {"type": "integer"}, "pause_replicator": {"type": "boolean"}}},
+            "fetch_delay_ms": {"type": "integer"}, "pause_replicator": {"type": "boolean"},
+            "pause_publisher": {"type": "boolean"}}},
         "ErrorBody": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object",
             "required": ["code", "message"], "properties": {
             "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"},
