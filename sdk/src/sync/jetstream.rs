@@ -7,9 +7,14 @@
 //!   a marker that changes while following means a resync and a switch of stream.
 //! - Notices: an ordered consumer on the epoch's stream from `cursor + 1`. The stream
 //!   sequence equals the notice's sequence; a message where they differ is malformed.
-//! - Heartbeats: every interval, the stream's last sequence is read. If the cursor is
-//!   still short of the last sequence read one interval earlier, notices went missing
-//!   (expired from the stream, say): catch up from the master's change log.
+//! - Heartbeats: every interval, the stream's last sequence is read. If a whole
+//!   interval passed without a message while the cursor is still short of the last
+//!   sequence read one interval earlier, the consumer is stuck (a NATS server came back
+//!   and the consumer has not noticed yet): a new one starts from the cursor. If that
+//!   one is stuck too, or the stream no longer holds the notices after the cursor,
+//!   they are caught up from the master's change log. (A consumer still delivering a
+//!   backlog is not stuck; a notice that left the stream shows as a jump in sequence,
+//!   handled like any jump.)
 //! - Reconnect: the NATS client reconnects by itself; a consumer that fails ends this
 //!   connection, and the next one resumes from the cursor without a snapshot.
 
@@ -34,6 +39,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 enum Next {
     /// The marker names another epoch and the mirror was resynchronised to it.
     NewEpoch,
+    /// The consumer is stuck: start a new one from the cursor.
+    Restart,
     /// Reconnect or shut down.
     End(Ended),
 }
@@ -57,9 +64,11 @@ impl SyncTask {
         let js = jetstream::context::ContextBuilder::new()
             .timeout(REQUEST_TIMEOUT)
             .build(client.clone());
+        let mut restarted = false;
         loop {
-            match self.follow_epoch(source, &client, &js).await {
-                Next::NewEpoch => continue,
+            match self.follow_epoch(source, &client, &js, restarted).await {
+                Next::NewEpoch => restarted = false,
+                Next::Restart => restarted = true,
                 Next::End(ended) => return ended,
             }
         }
@@ -100,6 +109,7 @@ impl SyncTask {
         source: &JetStreamNotices,
         client: &async_nats::Client,
         js: &jetstream::Context,
+        mut restarted: bool,
     ) -> Next {
         let prefix = source.prefix_str();
         let marker = tokio::select! {
@@ -161,6 +171,8 @@ impl SyncTask {
         // arrived by now.
         let mut previous_head = None;
         let mut last_heard = Instant::now();
+        // Whether a message arrived since the previous tick.
+        let mut delivering = false;
         loop {
             tokio::select! {
                 _ = self.cancel.cancelled() => return Ended::Shutdown.into(),
@@ -169,6 +181,7 @@ impl SyncTask {
                     Some(Err(error)) => return Ended::Reconnect(format!("consumer: {error}")).into(),
                     Some(Ok(message)) => {
                         last_heard = Instant::now();
+                        delivering = true;
                         if let Err(ended) = self.on_stream_message(&message).await {
                             return ended.into();
                         }
@@ -185,8 +198,8 @@ impl SyncTask {
                     }
                 }
                 _ = tick.tick() => {
-                    let head = match stream.info().await {
-                        Ok(info) => info.state.last_sequence,
+                    let (first, head) = match stream.info().await {
+                        Ok(info) => (info.state.first_sequence, info.state.last_sequence),
                         Err(error) => {
                             if last_heard.elapsed() > idle_timeout {
                                 return Ended::Reconnect(format!("JetStream silent for {idle_timeout:?}: {error}")).into();
@@ -202,14 +215,24 @@ impl SyncTask {
                         Ok(marker) if marker.epoch != epoch => return self.switch_epoch().await,
                         _ => {}
                     }
+                    let stalled = !std::mem::take(&mut delivering);
                     if let Some(expected) = previous_head
                         && expected > self.cursor
+                        && stalled
                     {
+                        let gone = first > self.cursor + 1;
+                        if !restarted && !gone {
+                            debug!(head = expected, cursor = self.cursor, "consumer stuck; starting a new one");
+                            return Next::Restart;
+                        }
                         Metrics::inc(&self.metrics.gaps);
                         debug!(head = expected, cursor = self.cursor, "stream ahead of notices; catching up");
                         if let Err(ended) = self.catch_up(expected).await {
                             return ended.into();
                         }
+                    }
+                    if !stalled {
+                        restarted = false;
                     }
                     previous_head = Some(head);
                 }
