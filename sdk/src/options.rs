@@ -442,6 +442,12 @@ impl ClientBuilder {
         #[cfg(feature = "jetstream")]
         if let Some(source) = &options.jetstream {
             source.validate()?;
+            if options.inline_lots {
+                return Err(BuildError::InvalidOption {
+                    option: "inline_lots",
+                    reason: "notices on JetStream carry no lots; use one or the other".into(),
+                });
+            }
         }
         if options.cache_grace > Duration::from_secs(1) {
             return Err(BuildError::InvalidOption {
