@@ -99,7 +99,13 @@ struct Cli {
     /// Publish the operation log to NATS JetStream on these servers (a cluster's
     /// members, comma-separated or repeated: nats://[USER:PASSWORD@]HOST:PORT), one
     /// stream per epoch, for terminal servers following with --nats.
-    #[arg(long, value_delimiter = ',', value_name = "URL", env = "LOTSYNC_NATS", hide_env_values = true)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "URL",
+        env = "LOTSYNC_NATS",
+        hide_env_values = true
+    )]
     nats: Vec<String>,
     /// With --nats: first token of subjects and stream names (A-Z a-z 0-9 -).
     #[arg(long, default_value = lotsync::protocol::jetstream::DEFAULT_PREFIX, requires = "nats")]

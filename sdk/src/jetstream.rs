@@ -170,7 +170,11 @@ mod tests {
         let source = JetStreamNotices::new(["nats://u:s3cret@127.0.0.1:4222"]);
         assert!(!format!("{source:?}").contains("s3cret"));
         assert!(source.validate().is_ok());
-        assert!(JetStreamNotices::new(Vec::<String>::new()).validate().is_err());
+        assert!(
+            JetStreamNotices::new(Vec::<String>::new())
+                .validate()
+                .is_err()
+        );
         assert!(source.clone().prefix("a.b").validate().is_err());
         assert!(
             source
@@ -179,10 +183,6 @@ mod tests {
                 .validate()
                 .is_err()
         );
-        assert!(
-            JetStreamNotices::new(["nats://h:port"])
-                .validate()
-                .is_err()
-        );
+        assert!(JetStreamNotices::new(["nats://h:port"]).validate().is_err());
     }
 }

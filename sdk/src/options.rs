@@ -90,8 +90,7 @@ impl fmt::Debug for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let redact = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
         let mut f = f.debug_struct("Options");
-        f
-            .field("base_url", &self.base_url)
+        f.field("base_url", &self.base_url)
             .field("token", &redact(&self.token))
             .field("bidder_token", &redact(&self.bidder_token))
             .field("batch_size", &self.batch_size)

@@ -22,9 +22,9 @@ pub mod hall;
 
 pub mod faults;
 pub mod nats;
-pub mod stream;
 pub mod outage;
 pub mod sse;
+pub mod stream;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

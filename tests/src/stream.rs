@@ -116,7 +116,10 @@ pub fn check_exactly_once(
             );
         }
         if s.notice.lot_id != entry.lot_id || s.notice.kind != entry.kind {
-            bail!("entry {expected} differs: stream {:?}, log {entry:?}", s.notice);
+            bail!(
+                "entry {expected} differs: stream {:?}, log {entry:?}",
+                s.notice
+            );
         }
         if s.subject != notice_subject(prefix, epoch, &entry.lot_id) {
             bail!("entry {expected} on subject {}", s.subject);

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use lotsync::protocol::{ChangesResponse, ReplicationStatus};
 use lotsync::protocol::jetstream::DEFAULT_PREFIX;
+use lotsync::protocol::{ChangesResponse, ReplicationStatus};
 use lotsync_tests::nats::Nats;
 use lotsync_tests::{lot_input, spawn_test_child, stream};
 
@@ -52,7 +52,12 @@ fn master_child() {
             .await
             .unwrap_or_else(|e| panic!("cannot bind {listen}: {e}"));
         let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on http://{}", listener.local_addr().unwrap()).unwrap();
+        writeln!(
+            out,
+            "listening on http://{}",
+            listener.local_addr().unwrap()
+        )
+        .unwrap();
         out.flush().unwrap();
         drop(out);
         let config = mock_master::MasterConfig {
@@ -222,7 +227,9 @@ async fn kill_9_between_commit_and_publish_then_every_entry_is_in_the_stream_onc
     assert_eq!(paused, 200);
     http.bids(4, 60, &mut amount).await;
     let committed: ReplicationStatus = http.get("/v1/replication").await;
-    let (_, last, _) = stream::state(&client, DEFAULT_PREFIX, &epoch).await.unwrap();
+    let (_, last, _) = stream::state(&client, DEFAULT_PREFIX, &epoch)
+        .await
+        .unwrap();
     assert!(
         last < committed.primary_head,
         "entries {}..={} committed but not yet published (stream ends at {last})",
@@ -231,7 +238,9 @@ async fn kill_9_between_commit_and_publish_then_every_entry_is_in_the_stream_onc
     );
 
     master.kill();
-    let (_, after_kill, _) = stream::state(&client, DEFAULT_PREFIX, &epoch).await.unwrap();
+    let (_, after_kill, _) = stream::state(&client, DEFAULT_PREFIX, &epoch)
+        .await
+        .unwrap();
     assert!(after_kill < committed.primary_head);
 
     // Restart on the same directory: the publisher starts from the stream's end.
@@ -241,18 +250,24 @@ async fn kill_9_between_commit_and_publish_then_every_entry_is_in_the_stream_onc
     let restarted: ReplicationStatus = http.get("/v1/replication").await;
     assert_eq!(restarted.epoch, epoch, "the history survived the crash");
     assert!(
-        stream::wait_published(&client, DEFAULT_PREFIX, &epoch, committed.primary_head, HANG)
-            .await,
+        stream::wait_published(
+            &client,
+            DEFAULT_PREFIX,
+            &epoch,
+            committed.primary_head,
+            HANG
+        )
+        .await,
         "the entries committed before the crash were published after the restart"
     );
     // And it keeps going.
     http.bids(4, 20, &mut amount).await;
     let end: ReplicationStatus = http.get("/v1/replication").await;
-    assert!(
-        stream::wait_published(&client, DEFAULT_PREFIX, &epoch, end.primary_head, HANG).await
-    );
+    assert!(stream::wait_published(&client, DEFAULT_PREFIX, &epoch, end.primary_head, HANG).await);
 
-    let (first, last, messages) = stream::state(&client, DEFAULT_PREFIX, &epoch).await.unwrap();
+    let (first, last, messages) = stream::state(&client, DEFAULT_PREFIX, &epoch)
+        .await
+        .unwrap();
     assert_eq!(
         (first, last, messages),
         (1, end.primary_head, end.primary_head),
@@ -354,7 +369,10 @@ async fn r3_stream_survives_a_node_killed_under_bidding() {
     let leader = {
         let js = async_nats::jetstream::new(observer.clone());
         let mut s = js
-            .get_stream(lotsync::protocol::jetstream::stream_name(DEFAULT_PREFIX, &epoch))
+            .get_stream(lotsync::protocol::jetstream::stream_name(
+                DEFAULT_PREFIX,
+                &epoch,
+            ))
             .await
             .unwrap();
         let info = s.info().await.unwrap();
@@ -478,9 +496,10 @@ async fn terminal_server_resumes_after_10000_notices_without_a_snapshot() {
         "the publisher caught up after NATS came back"
     );
     let display = server.connect().unwrap();
-    let outcome = lotsync_tests::wait_converged(&handle, &[upstream.clone(), display.clone()], HANG)
-        .await
-        .unwrap();
+    let outcome =
+        lotsync_tests::wait_converged(&handle, &[upstream.clone(), display.clone()], HANG)
+            .await
+            .unwrap();
     if let Err(differences) = outcome {
         panic!("terminal server differs from the replica: {differences:?}");
     }
@@ -496,8 +515,14 @@ async fn terminal_server_resumes_after_10000_notices_without_a_snapshot() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let after = upstream.metrics();
-    assert_eq!(after.resyncs, 1, "resumed from its sequence: no second snapshot");
-    assert_eq!(after.catchups, before.catchups, "nothing came from the change log");
+    assert_eq!(
+        after.resyncs, 1,
+        "resumed from its sequence: no second snapshot"
+    );
+    assert_eq!(
+        after.catchups, before.catchups,
+        "nothing came from the change log"
+    );
     assert_eq!(upstream.mirror().seq(), head);
     display.shutdown().await;
     server.stop().await;

@@ -68,7 +68,12 @@ pub struct Cli {
     /// Follow notices on NATS JetStream (published by the master with --nats) instead
     /// of the master's notice stream: nats://[USER:PASSWORD@]HOST:PORT, comma-separated.
     /// Snapshots, fetches and bids still go to --master.
-    #[arg(long, value_delimiter = ',', value_name = "URL", conflicts_with = "demo")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "URL",
+        conflicts_with = "demo"
+    )]
     pub nats: Vec<String>,
 
     /// With --nats: the prefix the master publishes under (its --nats-prefix).

@@ -64,9 +64,12 @@ impl NatsOptions {
             return Err("--nats needs at least one server".into());
         }
         for server in &self.servers {
-            server
-                .parse::<async_nats::ServerAddr>()
-                .map_err(|e| format!("--nats: {:?} is not a NATS server address: {e}", redact(server)))?;
+            server.parse::<async_nats::ServerAddr>().map_err(|e| {
+                format!(
+                    "--nats: {:?} is not a NATS server address: {e}",
+                    redact(server)
+                )
+            })?;
         }
         lotsync::protocol::jetstream::validate_prefix(&self.prefix)
             .map_err(|e| format!("--nats-prefix: {}", e.message))?;

@@ -55,7 +55,13 @@ struct Cli {
     /// Follow notices on NATS JetStream (published by the master with --nats) instead
     /// of the upstream's notice stream: nats://[USER:PASSWORD@]HOST:PORT of the
     /// cluster's servers, comma-separated. Snapshots and fetches still go to --master.
-    #[arg(long, value_delimiter = ',', value_name = "URL", env = "LOTSYNC_NATS", hide_env_values = true)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "URL",
+        env = "LOTSYNC_NATS",
+        hide_env_values = true
+    )]
     nats: Vec<String>,
     /// With --nats: the prefix the master publishes under (its --nats-prefix).
     #[arg(long, default_value = lotsync::protocol::jetstream::DEFAULT_PREFIX, requires = "nats")]

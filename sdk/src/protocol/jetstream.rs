@@ -48,7 +48,9 @@ pub const MAX_PREFIX_LEN: usize = 32;
 pub fn validate_prefix(prefix: &str) -> Result<(), FieldError> {
     let ok = !prefix.is_empty()
         && prefix.len() <= MAX_PREFIX_LEN
-        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if ok {
         Ok(())
     } else {

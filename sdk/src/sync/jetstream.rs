@@ -20,15 +20,17 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream;
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures::StreamExt;
 use tracing::{debug, info, warn};
 
 use super::{Ended, SyncTask};
 use crate::jetstream::JetStreamNotices;
 use crate::metrics::Metrics;
-use crate::protocol::jetstream::{EpochMarker, epoch_stream, epoch_subject, notice_filter, stream_name};
+use crate::protocol::jetstream::{
+    EpochMarker, epoch_stream, epoch_subject, notice_filter, stream_name,
+};
 use crate::protocol::{Notice, validate_lot_id};
 use crate::state::ConnectionState;
 
@@ -134,7 +136,9 @@ impl SyncTask {
         let epoch = marker.epoch;
         let mut markers = match client.subscribe(epoch_subject(prefix)).await {
             Ok(subscriber) => subscriber,
-            Err(error) => return Ended::Reconnect(format!("epoch marker subscription: {error}")).into(),
+            Err(error) => {
+                return Ended::Reconnect(format!("epoch marker subscription: {error}")).into();
+            }
         };
         let mut stream = match js.get_stream(stream_name(prefix, &epoch)).await {
             Ok(stream) => stream,

@@ -148,7 +148,9 @@ pub async fn run(plan: &JetStreamPlan) -> anyhow::Result<JetStreamResults> {
         ] {
             tracing::info!(source, subscribers = plan.subscribers, "following");
             let mut running = Crews::start(&[on_master(&master, spec)]).await?;
-            let window = running.drive(&master, &ids, load, None, &[master::CPU]).await?;
+            let window = running
+                .drive(&master, &ids, load, None, &[master::CPU])
+                .await?;
             let mut stats = running.finish_and_analyse(&window.run).await?;
             let changes = window.run.commits.len().max(1) as f64;
             let cpu = window.cpu_s.first().copied().unwrap_or_default();
@@ -180,7 +182,15 @@ async fn publish(plan: &JetStreamPlan, nats: &Nats, replicas: usize) -> anyhow::
     let ids = create_lots(handle, 256).await?;
     let client = nats.client().await?;
     let first = handle.head();
-    if !lotsync_tests::stream::wait_published(&client, DEFAULT_PREFIX, &epoch, first, Duration::from_secs(30)).await {
+    if !lotsync_tests::stream::wait_published(
+        &client,
+        DEFAULT_PREFIX,
+        &epoch,
+        first,
+        Duration::from_secs(30),
+    )
+    .await
+    {
         anyhow::bail!("the R{replicas} stream never took the first entries");
     }
     let started = Instant::now();
@@ -194,7 +204,15 @@ async fn publish(plan: &JetStreamPlan, nats: &Nats, replicas: usize) -> anyhow::
     .await;
     let head = handle.head();
     let committed_s = started.elapsed().as_secs_f64();
-    if !lotsync_tests::stream::wait_published(&client, DEFAULT_PREFIX, &epoch, head, Duration::from_secs(120)).await {
+    if !lotsync_tests::stream::wait_published(
+        &client,
+        DEFAULT_PREFIX,
+        &epoch,
+        head,
+        Duration::from_secs(120),
+    )
+    .await
+    {
         anyhow::bail!("the R{replicas} stream did not take every entry");
     }
     let published_s = started.elapsed().as_secs_f64();
@@ -208,17 +226,29 @@ async fn publish(plan: &JetStreamPlan, nats: &Nats, replicas: usize) -> anyhow::
         commits_per_s: run.accepted as f64 / committed_s,
         lag,
     };
-    tracing::info!(replicas, entries_per_s = row.entries_per_s as u64, lag_p99_ms = row.lag.p99, "published");
+    tracing::info!(
+        replicas,
+        entries_per_s = row.entries_per_s as u64,
+        lag_p99_ms = row.lag.p99,
+        "published"
+    );
     Ok(row)
 }
 
 /// Commit-to-stored lag of the entries `from..=to`, read back with an ordered consumer.
-async fn lags(client: &async_nats::Client, epoch: &str, from: Seq, to: Seq) -> anyhow::Result<Percentiles> {
+async fn lags(
+    client: &async_nats::Client,
+    epoch: &str,
+    from: Seq,
+    to: Seq,
+) -> anyhow::Result<Percentiles> {
     let js = async_nats::jetstream::new(client.clone());
     let stream = js.get_stream(stream_name(DEFAULT_PREFIX, epoch)).await?;
     let consumer = stream
         .create_consumer(pull::OrderedConfig {
-            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
             ..Default::default()
         })
         .await?;

@@ -142,7 +142,10 @@ async fn jetstream_only(quick: bool, out: PathBuf) -> anyhow::Result<()> {
             }
         });
         if !empty.is_empty() {
-            bail!("the smoke run produced no samples for: {}", empty.join(", "));
+            bail!(
+                "the smoke run produced no samples for: {}",
+                empty.join(", ")
+            );
         }
     }
     Ok(())
@@ -175,7 +178,8 @@ async fn bench(quick: bool, servers_only: bool, out: PathBuf) -> anyhow::Result<
     };
 
     println!("{}", report::render(&report));
-    if let (Some(plan), Some(results)) = (&report.results.plan.jetstream, &report.results.jetstream) {
+    if let (Some(plan), Some(results)) = (&report.results.plan.jetstream, &report.results.jetstream)
+    {
         println!("{}", jetstream::render(plan, results));
     }
     let json = out.join("bench.json");
