@@ -130,13 +130,26 @@ pub async fn run(plan: &JetStreamPlan) -> anyhow::Result<JetStreamResults> {
     {
         let nats = Nats::single().await?;
         let master = BenchMaster::start_with(None, Some(nats_options(&nats, 1))).await?;
-        let ids = create_lots(master.handle(), plan.lots).await?;
+        // Each window bids on lots of its own, from their starting prices.
+        let mut windows = Vec::new();
+        for window in ["sse", "js"] {
+            let mut ids = Vec::new();
+            for i in 0..plan.lots {
+                let id = format!("{window}-{i}");
+                master
+                    .handle()
+                    .put_lot(&id, lotsync_tests::lot_input(&id, 10_000))
+                    .await?;
+                ids.push(id);
+            }
+            windows.push(ids);
+        }
         let load = Load::Steady {
             rate: plan.rate,
             seconds: plan.follow_s,
         };
         let nats_port = port(&nats.urls()[0])?;
-        for (source, spec) in [
+        for ((source, spec), ids) in [
             ("master SSE", fleet(Mode::Notify, 0, plan.subscribers, 0)),
             (
                 "JetStream",
@@ -145,7 +158,10 @@ pub async fn run(plan: &JetStreamPlan) -> anyhow::Result<JetStreamResults> {
                     ..fleet(Mode::Notify, 0, plan.subscribers, plan.subscribers)
                 },
             ),
-        ] {
+        ]
+        .into_iter()
+        .zip(&windows)
+        {
             tracing::info!(source, subscribers = plan.subscribers, "following");
             let mut running = Crews::start(&[on_master(&master, spec)]).await?;
             let window = running
