@@ -165,7 +165,7 @@ pub async fn run(plan: &JetStreamPlan) -> anyhow::Result<JetStreamResults> {
             tracing::info!(source, subscribers = plan.subscribers, "following");
             let mut running = Crews::start(&[on_master(&master, spec)]).await?;
             let window = running
-                .drive(&master, &ids, load, None, &[master::CPU])
+                .drive(&master, ids, load, None, &[master::CPU])
                 .await?;
             let mut stats = running.finish_and_analyse(&window.run).await?;
             let changes = window.run.commits.len().max(1) as f64;
