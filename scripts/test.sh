@@ -2,7 +2,8 @@
 # Runs every test of the workspace on a fresh machine: brings up what the tests need
 # (tmux for the terminal UI's end-to-end test, Chromium and its WebDriver for the wall
 # display's browser tests, two memcached servers for the cache tier, PostgreSQL and
-# MariaDB for the store's engine tests), fuzzes the master's API,
+# MariaDB for the store's engine tests, nats-server for the JetStream tests, which start
+# their own servers and clusters on private ports), fuzzes the master's API,
 # runs the benchmark's smoke version, then the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,9 +18,15 @@ command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
 [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
 [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light) # nchan, the benchmark's peer design
 [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ] || need_apt+=(libnginx-mod-nchan)
+command -v nats-server >/dev/null 2>&1 || need_apt+=(nats-server)
 if ((${#need_apt[@]})); then
     echo "installing ${need_apt[*]}" >&2
     apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if ! command -v nats-server >/dev/null 2>&1 || ! nats-server --version >/dev/null 2>&1; then
+    echo "nats-server is missing and could not be installed: the JetStream tests need it" \
+        "(apt-get install nats-server, or a release from https://github.com/nats-io/nats-server)" >&2
+    exit 1
 fi
 
 # The OpenAPI documents are checked by a real validator in the tests.

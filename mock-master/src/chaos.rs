@@ -25,6 +25,8 @@ pub struct Chaos {
     rng: Mutex<StdRng>,
     /// Bumped to cut every open notice stream.
     cuts: watch::Sender<u64>,
+    /// Whether publishing to JetStream is paused (the publisher waits on it).
+    publisher: watch::Sender<bool>,
 }
 
 impl Chaos {
@@ -34,8 +36,10 @@ impl Chaos {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
         };
+        let paused = enabled && initial.pause_publisher;
         Chaos {
             enabled,
+            publisher: watch::Sender::new(paused),
             settings: Mutex::new(if enabled {
                 initial
             } else {
@@ -99,6 +103,10 @@ impl Chaos {
         if let Some(v) = patch.pause_replicator {
             s.pause_replicator = v;
         }
+        if let Some(v) = patch.pause_publisher {
+            s.pause_publisher = v;
+            self.publisher.send_replace(v);
+        }
         if patch.cut_streams == Some(true) {
             self.cuts.send_modify(|n| *n += 1);
         }
@@ -109,6 +117,11 @@ impl Chaos {
     /// Watch for stream cuts.
     pub fn cuts(&self) -> watch::Receiver<u64> {
         self.cuts.subscribe()
+    }
+
+    /// Watch whether publishing to JetStream is paused.
+    pub fn publisher_paused(&self) -> watch::Receiver<bool> {
+        self.publisher.subscribe()
     }
 
     fn chance(&self, p: f64) -> bool {

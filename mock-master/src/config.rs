@@ -45,6 +45,8 @@ pub struct MasterConfig {
     pub seed: Option<u64>,
     /// memcached servers (`HOST:PORT`) to keep warm with every lot (claim 6); empty: none.
     pub memcached: Vec<String>,
+    /// Publish the operation log to NATS JetStream; `None`: not published.
+    pub nats: Option<crate::nats::NatsOptions>,
     /// Required by `/metrics` when set (the admin token is accepted too).
     pub metrics_token: Option<String>,
     /// Bounds on connections, notice streams and requests (past them: 503).
@@ -81,6 +83,7 @@ impl Default for MasterConfig {
             chaos: None,
             seed: None,
             memcached: Vec::new(),
+            nats: None,
             metrics_token: None,
             limits: lotsync::serve::Limits::default(),
             idempotency_retention: StoreOptions::IDEMPOTENCY_RETENTION,
@@ -111,6 +114,7 @@ impl fmt::Debug for MasterConfig {
             .field("chaos", &self.chaos)
             .field("seed", &self.seed)
             .field("memcached", &self.memcached)
+            .field("nats", &self.nats)
             .field(
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<hidden>"),
@@ -155,6 +159,9 @@ impl MasterConfig {
         sorted.dedup();
         if sorted.len() != tokens.len() {
             return Err("every role and bidder needs its own token".into());
+        }
+        if let Some(nats) = &self.nats {
+            nats.validate()?;
         }
         if !self.memcached.is_empty() {
             lotsync::cache::Cache::new(self.memcached.clone()).map_err(|e| e.to_string())?;

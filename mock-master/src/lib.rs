@@ -33,6 +33,7 @@
 //! - [`demo`]: the demo catalogue, the auction driver and bot bidders.
 //! - [`scenario`]: scenario files QA writes to drive the master (`--scenario`).
 //! - [`metrics`]: Prometheus counters.
+//! - [`nats`]: publishing the operation log to NATS JetStream (`--nats`).
 #![deny(missing_docs)]
 
 pub mod auth;
@@ -44,6 +45,7 @@ pub mod demo;
 pub mod http;
 pub mod master;
 pub mod metrics;
+pub mod nats;
 pub mod scenario;
 pub mod server;
 pub mod store;

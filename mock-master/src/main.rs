@@ -96,6 +96,29 @@ struct Cli {
     /// HOST:PORT, comma-separated or repeated. A server that is down is skipped.
     #[arg(long, value_delimiter = ',', value_name = "HOST:PORT")]
     memcached: Vec<String>,
+    /// Publish the operation log to NATS JetStream on these servers (a cluster's
+    /// members, comma-separated or repeated: nats://[USER:PASSWORD@]HOST:PORT), one
+    /// stream per epoch, for terminal servers following with --nats.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "URL",
+        env = "LOTSYNC_NATS",
+        hide_env_values = true
+    )]
+    nats: Vec<String>,
+    /// With --nats: first token of subjects and stream names (A-Z a-z 0-9 -).
+    #[arg(long, default_value = lotsync::protocol::jetstream::DEFAULT_PREFIX, requires = "nats")]
+    nats_prefix: String,
+    /// With --nats: copies of each stream (1 on one server, 3 on a cluster).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=5), requires = "nats")]
+    nats_replicas: u64,
+    /// With --nats: notices older than this leave the stream (s, m, h or d; 0: never).
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration, requires = "nats")]
+    nats_max_age: Duration,
+    /// With --nats: most notices a stream keeps (the oldest leave first).
+    #[arg(long, default_value_t = 10_000_000, value_parser = clap::value_parser!(i64).range(1..), requires = "nats")]
+    nats_max_messages: i64,
     /// Also run a terminal server following this master on ADDR, with the browser wall
     /// display at /display, and print the display's address (the demo's hall).
     #[arg(long, value_name = "ADDR")]
@@ -198,9 +221,17 @@ impl Cli {
                 fetch_error_rate: self.chaos_fetch_error_rate,
                 fetch_delay_ms: self.chaos_fetch_delay_ms,
                 pause_replicator: self.chaos_pause_replicator,
+                pause_publisher: false,
             }),
             seed: self.seed,
             memcached: self.memcached.clone(),
+            nats: (!self.nats.is_empty()).then(|| mock_master::nats::NatsOptions {
+                servers: self.nats.clone(),
+                prefix: self.nats_prefix.clone(),
+                replicas: self.nats_replicas as usize,
+                max_age: self.nats_max_age,
+                max_messages: self.nats_max_messages,
+            }),
             metrics_token: self.metrics_token.clone(),
             limits: lotsync::serve::Limits {
                 max_connections: self.max_connections as usize,

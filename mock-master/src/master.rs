@@ -126,6 +126,12 @@ impl MasterBuilder {
         self
     }
 
+    /// Publish the operation log to NATS JetStream.
+    pub fn nats(mut self, options: crate::nats::NatsOptions) -> Self {
+        self.config.nats = Some(options);
+        self
+    }
+
     /// Log entries retained for resume and catch-up.
     pub fn log_retention(mut self, entries: usize) -> Self {
         self.config.log_retention = entries;

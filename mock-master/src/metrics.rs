@@ -37,6 +37,9 @@ pub struct Metrics {
     replica_applied: Gauge,
     replication_lag_ops: Gauge,
     replication_lag_seconds: Gauge<f64, AtomicU64>,
+    /// Log entries the JetStream publisher saw acknowledged, and its failed sessions.
+    jetstream_published: Counter,
+    jetstream_failures: Counter,
     /// What the terminal routes count: streams, notices sent, fetches, refusals.
     pub serve: Arc<ServeMetrics>,
     registry: Registry,
@@ -53,6 +56,8 @@ impl Default for Metrics {
             replica_applied: Gauge::default(),
             replication_lag_ops: Gauge::default(),
             replication_lag_seconds: Gauge::default(),
+            jetstream_published: Counter::default(),
+            jetstream_failures: Counter::default(),
             serve: Arc::default(),
             registry: Registry::default(),
         };
@@ -92,6 +97,16 @@ impl Default for Metrics {
             "Age of the oldest unapplied operation",
             metrics.replication_lag_seconds.clone(),
         );
+        registry.register(
+            "jetstream_published",
+            "Log entries acknowledged by JetStream",
+            metrics.jetstream_published.clone(),
+        );
+        registry.register(
+            "jetstream_failures",
+            "JetStream publishing sessions that failed",
+            metrics.jetstream_failures.clone(),
+        );
         metrics.serve.register(&mut registry);
         // Every kind shows from the start, at zero.
         for kind in [OpKind::Upsert, OpKind::Status, OpKind::Bid] {
@@ -121,6 +136,16 @@ impl Metrics {
         self.bids_rejected
             .get_or_create(&ReasonLabel { reason })
             .inc();
+    }
+
+    /// Count a log entry acknowledged by JetStream.
+    pub fn jetstream_published(&self) {
+        self.jetstream_published.inc();
+    }
+
+    /// Count a JetStream publishing session that failed.
+    pub fn jetstream_error(&self) {
+        self.jetstream_failures.inc();
     }
 
     /// Record the size of a committed batch.

@@ -68,6 +68,10 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let options = StoreOptions::from(&config);
         let store = Store::open(&options, chaos.clone(), metrics.clone())?;
+        if config.nats.is_some() {
+            // Nothing is pruned before the publisher has found where its stream ends.
+            store.log_tail().hold_from(0);
+        }
         Ok(AppState(Arc::new(Shared {
             tokens: Tokens::from_config(&config),
             config,
@@ -176,6 +180,9 @@ pub async fn serve(
         if let Some(warmer) = crate::cache_tier::start(&state, url) {
             tasks.spawn(crate::cache_tier::run(state.clone(), warmer));
         }
+    }
+    if state.config.nats.is_some() {
+        tasks.spawn(crate::nats::publisher::run(state.clone()));
     }
     let signal = {
         let token = token.clone();

@@ -35,6 +35,8 @@
 //! - [`cache`]: the memcached tier: consistent hashing, CAS-guarded writes, the warmer.
 //! - [`serve`] (feature `server`): the terminal protocol served once, for the master
 //!   and for terminal servers ([`serve::TerminalServer`], binary `terminal-server`).
+//! - [`JetStreamNotices`] (feature `jetstream`): notices followed on NATS JetStream
+//!   instead of the master's stream (`jetstream`, and `sync::jetstream` for the loop).
 //! - `metrics`: counters and latency ([`MetricsSnapshot`]); `exporter`: the optional
 //!   Prometheus endpoint; `state`: [`ConnectionState`].
 #![deny(missing_docs)]
@@ -47,6 +49,8 @@ mod error;
 mod exporter;
 mod fanout;
 mod fetcher;
+#[cfg(feature = "jetstream")]
+mod jetstream;
 mod metrics;
 mod mirror;
 mod observer;
@@ -61,6 +65,8 @@ mod transport;
 pub use client::Client;
 pub use error::{BidError, BuildError};
 pub use fanout::{Subscription, Update};
+#[cfg(feature = "jetstream")]
+pub use jetstream::JetStreamNotices;
 pub use metrics::{LatencySummary, MetricsSnapshot};
 pub use mirror::Mirror;
 pub use options::ClientBuilder;

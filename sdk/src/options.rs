@@ -53,6 +53,9 @@ pub(crate) struct Options {
     pub inline_lots: bool,
     /// Told of every notice, resync and heartbeat (a terminal server's relay).
     pub observer: Option<std::sync::Arc<dyn crate::observer::SyncObserver>>,
+    /// Follow notices on NATS JetStream instead of the master's notice stream.
+    #[cfg(feature = "jetstream")]
+    pub jetstream: Option<crate::jetstream::JetStreamNotices>,
 }
 
 impl Default for Options {
@@ -79,6 +82,8 @@ impl Default for Options {
             cache_grace: Duration::from_millis(3),
             inline_lots: false,
             observer: None,
+            #[cfg(feature = "jetstream")]
+            jetstream: None,
         }
     }
 }
@@ -87,8 +92,8 @@ impl Default for Options {
 impl fmt::Debug for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let redact = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
-        f.debug_struct("Options")
-            .field("base_url", &self.base_url)
+        let mut f = f.debug_struct("Options");
+        f.field("base_url", &self.base_url)
             .field("token", &redact(&self.token))
             .field("bidder_token", &redact(&self.bidder_token))
             .field("batch_size", &self.batch_size)
@@ -108,8 +113,10 @@ impl fmt::Debug for Options {
             .field("memcached", &self.memcached)
             .field("cache_grace", &self.cache_grace)
             .field("inline_lots", &self.inline_lots)
-            .field("observer", &self.observer.is_some())
-            .finish()
+            .field("observer", &self.observer.is_some());
+        #[cfg(feature = "jetstream")]
+        f.field("jetstream", &self.jetstream);
+        f.finish()
     }
 }
 
@@ -347,6 +354,24 @@ impl ClientBuilder {
         self
     }
 
+    /// Follow notices on NATS JetStream (published by a master started with `--nats`)
+    /// instead of the master's notice stream. Snapshots, catch-ups and fetches still go
+    /// to the URL the builder was made with. Feature `jetstream`.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), lotsync::BuildError> {
+    /// let client = lotsync::Client::builder("http://master:8080")
+    ///     .token("terminal-token")
+    ///     .jetstream(lotsync::JetStreamNotices::new(["nats://127.0.0.1:4222"]))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "jetstream")]
+    pub fn jetstream(mut self, source: crate::jetstream::JetStreamNotices) -> Self {
+        self.options.jetstream = Some(source);
+        self
+    }
+
     /// Tell `observer` of every notice, resync and heartbeat (used by the relay).
     #[cfg(feature = "server")]
     pub(crate) fn observer(
@@ -430,6 +455,16 @@ impl ClientBuilder {
                 return Err(BuildError::InvalidOption {
                     option,
                     reason: "at most a day".into(),
+                });
+            }
+        }
+        #[cfg(feature = "jetstream")]
+        if let Some(source) = &options.jetstream {
+            source.validate()?;
+            if options.inline_lots {
+                return Err(BuildError::InvalidOption {
+                    option: "inline_lots",
+                    reason: "notices on JetStream carry no lots; use one or the other".into(),
                 });
             }
         }

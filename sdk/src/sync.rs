@@ -33,6 +33,9 @@ use crate::protocol::{
 use crate::state::{ConnectionState, StatePublisher};
 use crate::transport::ReqwestTransport;
 
+#[cfg(feature = "jetstream")]
+mod jetstream;
+
 /// Resyncs one catch-up may need before it gives up and reconnects (each resync
 /// normally lands within the retained log; more means the log is pruned faster than
 /// a snapshot can be read).
@@ -246,6 +249,10 @@ impl SyncTask {
     /// One connection of the notice stream, until it ends.
     async fn stream_once(&mut self) -> Ended {
         self.resynced_on_hello = false;
+        #[cfg(feature = "jetstream")]
+        if let Some(source) = self.options.jetstream.clone() {
+            return self.follow_jetstream(&source).await;
+        }
         let client = match self.connect() {
             Ok(client) => client,
             Err(error) => {

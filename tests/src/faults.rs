@@ -101,5 +101,19 @@ pub fn all_clear() -> ChaosPatch {
         fetch_delay_ms: Some(0),
         cut_streams: None,
         pause_replicator: Some(false),
+        pause_publisher: Some(false),
+    }
+}
+
+/// One random fault of a master publishing to JetStream: any of [`random_fault`]'s, or
+/// publishing paused (or resumed), so notices reach the stream late and in bursts.
+pub fn random_jetstream_fault(rng: &mut StdRng) -> ChaosPatch {
+    if rng.random_bool(0.25) {
+        ChaosPatch {
+            pause_publisher: Some(rng.random_bool(0.5)),
+            ..ChaosPatch::default()
+        }
+    } else {
+        random_fault(rng)
     }
 }

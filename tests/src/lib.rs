@@ -9,6 +9,8 @@
 //! - [`sse`]: a raw Server-Sent Events reader; [`faults`]: the fault schedule.
 //! - [`outage`]: bidders and a health watcher for database outages.
 //! - [`progress`]: the benchmark programs' progress on stderr.
+//! - [`nats`]: NATS servers and clusters with JetStream, started and killed by tests;
+//!   [`stream`]: reading what the master published to JetStream.
 //! - `tests/`: end-to-end suites that need the SDK and the master together.
 //! - `src/bin/`: the benchmark programs, and the wall display's screenshots.
 //! - [`browser`]: a headless Chromium over WebDriver; [`fake_terminal`]: a terminal
@@ -20,9 +22,11 @@ pub mod fake_terminal;
 pub mod hall;
 
 pub mod faults;
+pub mod nats;
 pub mod outage;
 pub mod progress;
 pub mod sse;
+pub mod stream;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -6,6 +6,11 @@
 //! design aims at one heartbeat plus one fetch); the test only bounds it by a timeout
 //! that catches a hang, so a slow machine is not a failure.
 //!
+//! The suite runs twice: clients following the master's notice stream, and clients
+//! following the log the master publishes to NATS JetStream (a `nats-server` the test
+//! starts on a private port), where publishing is also paused at random and the NATS
+//! server is killed and restarted during the load.
+//!
 //! Seeds: `LOTSYNC_SEEDS=1,2,3` (default three seeds). A failing seed is printed so it
 //! can be replayed.
 
@@ -14,7 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lotsync::protocol::LotStatus;
-use lotsync_tests::faults::{all_clear, random_fault, watch_display};
+use lotsync_tests::faults::{all_clear, random_fault, random_jetstream_fault, watch_display};
+use lotsync_tests::nats::Nats;
 use lotsync_tests::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -34,8 +40,27 @@ struct Outcome {
     converged_in: Duration,
 }
 
-async fn run_seed(seed: u64) -> Outcome {
-    let master = mock_master::Master::builder()
+/// Where the clients follow notices from.
+enum Source<'a> {
+    /// The master's notice stream.
+    Master,
+    /// The master's log on JetStream, on this server.
+    JetStream(&'a mut Nats),
+}
+
+async fn run_seed(seed: u64, mut source: Source<'_>) -> Outcome {
+    let nats_urls = match &source {
+        Source::Master => None,
+        Source::JetStream(nats) => Some(nats.urls()),
+    };
+    let mut builder = mock_master::Master::builder();
+    if let Some(urls) = &nats_urls {
+        builder = builder.nats(mock_master::nats::NatsOptions {
+            servers: urls.clone(),
+            ..Default::default()
+        });
+    }
+    let master = builder
         .in_memory()
         .heartbeat(HEARTBEAT)
         .fetch_wait(Duration::from_millis(300))
@@ -49,7 +74,18 @@ async fn run_seed(seed: u64) -> Outcome {
         .expect("master starts");
     let handle = master.handle();
     let ids = create_lots(&handle, LOTS).await.unwrap();
-    let clients: Vec<lotsync::Client> = (0..CLIENTS).map(|_| connect(&master).unwrap()).collect();
+    let clients: Vec<lotsync::Client> = (0..CLIENTS)
+        .map(|_| match &nats_urls {
+            None => connect(&master).unwrap(),
+            Some(urls) => lotsync::Client::builder(master.url())
+                .token(master.terminal_token())
+                .reconnect_delay(Duration::from_millis(20), Duration::from_millis(500))
+                .retry_delay(Duration::from_millis(10), Duration::from_millis(200))
+                .jetstream(lotsync::JetStreamNotices::new(urls.clone()).heartbeat(HEARTBEAT))
+                .build()
+                .unwrap(),
+        })
+        .collect();
     for client in &clients {
         assert!(
             client.wait_live(HANG).await,
@@ -112,10 +148,28 @@ async fn run_seed(seed: u64) -> Outcome {
         if landed.wait_for(|bids| *bids >= next_switch).await.is_err() {
             break; // every bidder is done
         }
-        handle
-            .set_chaos(random_fault(&mut rng))
-            .expect("chaos accepted");
+        let fault = match &source {
+            Source::Master => random_fault(&mut rng),
+            Source::JetStream(_) => random_jetstream_fault(&mut rng),
+        };
+        handle.set_chaos(fault).expect("chaos accepted");
         faults += 1;
+        // On JetStream, the NATS server itself goes down for a while, once.
+        if let Source::JetStream(nats) = &mut source {
+            let node = &mut nats.nodes[0];
+            if node.is_running() && faults == 4 {
+                node.kill();
+            } else if !node.is_running() && faults >= 7 {
+                node.start().expect("nats-server restarts");
+                node.wait_ready().await.expect("nats-server ready");
+            }
+        }
+    }
+    if let Source::JetStream(nats) = &mut source
+        && !nats.nodes[0].is_running()
+    {
+        nats.nodes[0].start().expect("nats-server restarts");
+        nats.nodes[0].wait_ready().await.expect("nats-server ready");
     }
     for bidder in bidders {
         tokio::time::timeout(HANG, bidder)
@@ -159,23 +213,40 @@ async fn run_seed(seed: u64) -> Outcome {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_client_converges_on_the_replica_whatever_the_faults() {
-    let seeds: Vec<u64> = std::env::var("LOTSYNC_SEEDS")
+fn seeds() -> Vec<u64> {
+    std::env::var("LOTSYNC_SEEDS")
         .ok()
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![1, 2, 3]);
-    for seed in seeds {
+        .unwrap_or_else(|| vec![1, 2, 3])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_converges_on_the_replica_whatever_the_faults() {
+    for seed in seeds() {
         eprintln!("convergence seed {seed} (replay with LOTSYNC_SEEDS={seed})");
-        let outcome = run_seed(seed).await;
-        eprintln!(
-            "seed {seed}: {} bids accepted in {:?}, {} faults injected, converged {:?} after faults cleared",
-            outcome.bids_accepted, outcome.load_took, outcome.faults, outcome.converged_in
-        );
-        assert_eq!(outcome.bids_accepted, 3 * BIDS_EACH, "seed {seed}");
-        assert!(
-            outcome.faults > 5,
-            "seed {seed}: the schedule switched faults"
-        );
+        let outcome = run_seed(seed, Source::Master).await;
+        check(seed, &outcome);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_following_jetstream_converge_whatever_the_faults() {
+    for seed in seeds() {
+        eprintln!("convergence on JetStream, seed {seed} (replay with LOTSYNC_SEEDS={seed})");
+        let mut nats = Nats::single().await.expect("nats-server starts");
+        let outcome = run_seed(seed, Source::JetStream(&mut nats)).await;
+        check(seed, &outcome);
+    }
+}
+
+fn check(seed: u64, outcome: &Outcome) {
+    eprintln!(
+        "seed {seed}: {} bids accepted in {:?}, {} faults injected, converged {:?} after faults cleared",
+        outcome.bids_accepted, outcome.load_took, outcome.faults, outcome.converged_in
+    );
+    assert_eq!(outcome.bids_accepted, 3 * BIDS_EACH, "seed {seed}");
+    assert!(
+        outcome.faults > 5,
+        "seed {seed}: the schedule switched faults"
+    );
 }

@@ -70,6 +70,21 @@ pub struct Cli {
     #[arg(long, value_delimiter = ',', value_name = "HOST:PORT")]
     pub memcached: Vec<String>,
 
+    /// Follow notices on NATS JetStream (published by the master with --nats) instead
+    /// of the master's notice stream: nats://[USER:PASSWORD@]HOST:PORT, comma-separated.
+    /// Snapshots, fetches and bids still go to --master.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "URL",
+        conflicts_with = "demo"
+    )]
+    pub nats: Vec<String>,
+
+    /// With --nats: the prefix the master publishes under (its --nats-prefix).
+    #[arg(long, default_value = lotsync::protocol::jetstream::DEFAULT_PREFIX, requires = "nats")]
+    pub nats_prefix: String,
+
     /// Serve the client's metrics for Prometheus at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,

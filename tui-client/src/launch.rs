@@ -43,6 +43,10 @@ pub async fn run(cli: Cli, source: Source) -> anyhow::Result<()> {
     if let Some(bidder_token) = bidder_token {
         builder = builder.bidder_token(bidder_token);
     }
+    if !cli.nats.is_empty() {
+        builder = builder
+            .jetstream(lotsync::JetStreamNotices::new(cli.nats.clone()).prefix(&cli.nats_prefix));
+    }
     if !cli.memcached.is_empty() {
         builder = builder.memcached(cli.memcached.clone());
     }

@@ -6,6 +6,7 @@
 //! stream woken by `head` always finds the entries it was woken for. `ready` is the
 //! replica's applied position: fetches wait on it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ pub struct LogTail {
     wake: Mutex<Wake>,
     /// Wakes the replicator thread when `head` moves (or at shutdown).
     wakeup: Condvar,
+    /// Last entry a follower outside the store (the JetStream publisher) has taken;
+    /// the writer prunes nothing after it. `Seq::MAX` while there is none.
+    hold: AtomicU64,
 }
 
 impl LogTail {
@@ -53,7 +57,22 @@ impl LogTail {
                 stopped: false,
             }),
             wakeup: Condvar::new(),
+            hold: AtomicU64::new(Seq::MAX),
         }
+    }
+
+    /// Keep every log entry after `seq` in the primary until it moves on (the
+    /// JetStream publisher holds the entries it has not published yet).
+    pub fn hold_from(&self, seq: Seq) {
+        self.hold.store(seq, Ordering::Release);
+    }
+
+    /// Entries after this one must not be pruned: the lower of the replica's position
+    /// and what [`LogTail::hold_from`] holds, though a hold never reaches back before
+    /// `oldest_held` (so an unreachable NATS cannot grow the log without bound).
+    pub fn prune_floor(&self, oldest_held: Seq) -> Seq {
+        let hold = self.hold.load(Ordering::Acquire).max(oldest_held);
+        self.applied().min(hold)
     }
 
     /// The ring and watches the terminal API serves from.

@@ -499,6 +499,24 @@ impl Store {
         self.inner.notices.after(after, limit)
     }
 
+    /// Log entries after `after`, at most `limit`, in order: from the in-memory ring when
+    /// it reaches back, else from the primary's log (where pruned entries are missing).
+    pub async fn log_entries(&self, after: Seq, limit: usize) -> Result<Vec<Notice>, StoreError> {
+        if let Ok(entries) = self.inner.notices.after(after, limit) {
+            return Ok(entries);
+        }
+        let to = after.saturating_add(limit as Seq);
+        self.inner
+            .primary_reader
+            .read(move |conn| primary::load_entries(conn, after, to))
+            .await
+    }
+
+    /// The oldest and newest entry in the primary's log (0 when it is empty).
+    pub async fn log_bounds(&self) -> Result<(Seq, Seq), StoreError> {
+        self.inner.primary_reader.read(schema::log_bounds).await
+    }
+
     /// Stop the writer and the replicator and wait for them; idempotent.
     pub async fn shutdown(&self) {
         // A full queue cannot take the message: the flag stops the writer after its

@@ -419,11 +419,14 @@ impl Writer {
         Ok(())
     }
 
-    /// Drop log entries older than the retention, never past the replica's position.
+    /// Drop log entries older than the retention, never past the replica's position or
+    /// an entry the JetStream publisher has not published.
     fn prune(&mut self) {
         let retention = self.options.retention;
         let keep_from = self.head.saturating_sub(retention as Seq) + 1;
-        let limit = keep_from.min(self.notices.applied() + 1);
+        // Unpublished entries are kept, up to ten retentions' worth.
+        let held_from = self.head.saturating_sub(retention as Seq * 10);
+        let limit = keep_from.min(self.notices.prune_floor(held_from).saturating_add(1));
         // Prune in steps of a tenth of the retention so it is not done every commit.
         if limit <= self.oldest_in_db + (retention as Seq / 10).max(1) {
             return;

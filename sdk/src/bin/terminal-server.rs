@@ -50,8 +50,22 @@ struct Cli {
     memcached: Vec<String>,
     /// Ask the upstream for notices carrying their lots (no fetch per change); best
     /// when the upstream is another terminal server.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "nats")]
     inline_lots: bool,
+    /// Follow notices on NATS JetStream (published by the master with --nats) instead
+    /// of the upstream's notice stream: nats://[USER:PASSWORD@]HOST:PORT of the
+    /// cluster's servers, comma-separated. Snapshots and fetches still go to --master.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "URL",
+        env = "LOTSYNC_NATS",
+        hide_env_values = true
+    )]
+    nats: Vec<String>,
+    /// With --nats: the prefix the master publishes under (its --nats-prefix).
+    #[arg(long, default_value = lotsync::protocol::jetstream::DEFAULT_PREFIX, requires = "nats")]
+    nats_prefix: String,
     /// Recent notices kept for resuming terminals' streams.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(16..=10_000_000))]
     ring: u64,
@@ -72,6 +86,7 @@ struct Cli {
 const EXAMPLES: &str = "Examples:
   terminal-server --master http://master:8080 --token TERMINAL --display-token WALL
   tui-client --master http://127.0.0.1:8090 --token WALL
+  terminal-server --master http://master:8080 --token TERMINAL --display-token WALL --nats nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222
   terminal-server --master http://hall-a:8090 --token WALL --display-token WING --listen 0.0.0.0:8091 --inline-lots";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -90,9 +105,20 @@ async fn main() -> anyhow::Result<()> {
         ..Limits::default()
     };
     let (memcached, inline) = (cli.memcached.clone(), cli.inline_lots);
+    let nats = (!cli.nats.is_empty()).then(|| {
+        lotsync::JetStreamNotices::new(cli.nats.clone())
+            .prefix(&cli.nats_prefix)
+            .heartbeat(Duration::from_millis(cli.heartbeat_ms))
+    });
     let mut builder = TerminalServer::builder(&cli.master)
         .token(&cli.token)
-        .client(|c| c.memcached(memcached).inline_lots(inline))
+        .client(|c| {
+            let c = c.memcached(memcached).inline_lots(inline);
+            match nats {
+                Some(nats) => c.jetstream(nats),
+                None => c,
+            }
+        })
         .ring_capacity(cli.ring as usize)
         .heartbeat(Duration::from_millis(cli.heartbeat_ms))
         .limits(limits);
@@ -108,8 +134,13 @@ async fn main() -> anyhow::Result<()> {
     writeln!(out, "listening on http://{addr}")?;
     writeln!(
         out,
-        "following {} with {} display token(s)",
+        "following {}{} with {} display token(s)",
         cli.master,
+        if cli.nats.is_empty() {
+            ""
+        } else {
+            " (notices from NATS JetStream)"
+        },
         cli.display_tokens.len()
     )?;
     out.flush()?;

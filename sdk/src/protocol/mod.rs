@@ -29,9 +29,11 @@
 //! - `ops`: replication status and fault-injection settings.
 //! - `errors`: the error body, its codes, and field validation.
 //! - `schema` (feature `server`): schemas of constrained fields for the OpenAPI derives.
+//! - [`jetstream`]: names and bodies of the notice log on NATS JetStream.
 
 mod bidding;
 mod errors;
+pub mod jetstream;
 mod ladder;
 mod lot;
 mod ops;

@@ -50,6 +50,10 @@ pub struct ChaosPatch {
     /// True: stop applying the log to the replica until set false.
     #[serde(default)]
     pub pause_replicator: Option<bool>,
+    /// True: stop publishing the log to NATS JetStream until set false (committed
+    /// entries are published, in order, once it is).
+    #[serde(default)]
+    pub pause_publisher: Option<bool>,
 }
 
 /// Faults currently active (`GET /v1/chaos`).
@@ -68,6 +72,9 @@ pub struct ChaosSettings {
     pub fetch_delay_ms: u64,
     /// Whether the replicator is paused.
     pub pause_replicator: bool,
+    /// Whether publishing to NATS JetStream is paused.
+    #[serde(default)]
+    pub pause_publisher: bool,
 }
 
 /// Largest injected delay accepted (`replica_lag_ms`, `fetch_delay_ms`), in milliseconds.

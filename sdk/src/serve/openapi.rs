@@ -13,9 +13,8 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::protocol::{
     AdminLot, ApiError, AuditAction, AuditEntry, AuditOrigin, Bid, BidReceipt, BidRequest,
-    ChangesResponse, ChaosPatch, ChaosSettings, ErrorBody, IncrementBand, Lane,
-    LaneSettings, Lot, LotInput, LotStatus, LotsResponse, MaxStatus, Notice, OpKind,
-    ReplicationStatus, StatusChange,
+    ChangesResponse, ChaosPatch, ChaosSettings, ErrorBody, IncrementBand, Lane, LaneSettings, Lot,
+    LotInput, LotStatus, LotsResponse, MaxStatus, Notice, OpKind, ReplicationStatus, StatusChange,
 };
 
 /// Every route the master serves, as (method, path).

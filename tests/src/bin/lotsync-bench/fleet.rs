@@ -36,6 +36,8 @@ pub struct FleetSpec {
     pub inline: bool,
     /// Raw readers: acknowledge every read at once (TCP_QUICKACK).
     pub quickack: bool,
+    /// Notify mode: follow notices on JetStream on this port of 127.0.0.1.
+    pub nats: Option<u16>,
 }
 
 impl FleetSpec {
@@ -134,6 +136,12 @@ impl Fleet {
                 .args(["--first-id", &next.to_string()])
                 .args(spec.inline.then_some("--inline-lots"))
                 .args(spec.quickack.then_some("--quickack"))
+                .args(
+                    spec.nats
+                        .map(|port| ["--nats".to_owned(), format!("nats://127.0.0.1:{port}")])
+                        .into_iter()
+                        .flatten(),
+                )
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -333,6 +341,7 @@ mod tests {
             first_id: 0,
             inline: false,
             quickack: false,
+            nats: None,
         };
         assert_eq!(spec(Mode::Notify, 1).layout(), (1, 1));
         assert_eq!(spec(Mode::Notify, 50).layout(), (50, 1));

@@ -3,7 +3,7 @@
 //! side; all measured in one run on one machine (loopback).
 //!
 //! ```text
-//! cargo run --release -p lotsync-tests --bin lotsync-bench -- [--quick] [--servers-only] [--out DIR]
+//! cargo run --release -p lotsync-tests --bin lotsync-bench -- [--quick] [--servers-only | --jetstream-only] [--out DIR]
 //! ```
 //!
 //! Prints Markdown tables (each target of the benchmark issues with PASS/MISS) and
@@ -26,9 +26,12 @@
 //!   `servers`: the scenarios with terminal servers (`relayed`) and peers (`peers`).
 //! - `report`, `report_servers`: machine description, targets, Markdown tables, JSON.
 //! - `chart`: the PNG.
+//! - `jetstream`: the notice log on NATS JetStream: clients following it against the
+//!   master's streams, and publishing to R1 and R3 streams (`--jetstream-only`).
 
 mod chart;
 mod fleet;
+mod jetstream;
 mod load;
 mod master;
 mod measure;
@@ -73,6 +76,10 @@ struct Cli {
     /// loopback floor and the fan-out row of 1 they are judged against.
     #[arg(long)]
     servers_only: bool,
+    /// Only the JetStream rows: SDK clients following JetStream against the master's
+    /// notice streams, and publishing to R1 and R3 streams (needs nats-server).
+    #[arg(long, conflicts_with = "servers_only")]
+    jetstream_only: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -105,6 +112,9 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
+            if cli.jetstream_only {
+                return runtime.block_on(jetstream_only(cli.quick, cli.out));
+            }
             runtime.block_on(bench(cli.quick, cli.servers_only, cli.out))
         }
     }
@@ -120,6 +130,37 @@ fn stage(what: impl Into<String>) {
     PROGRESS
         .get_or_init(|| lotsync_tests::progress::Progress::spinner("lotsync-bench"))
         .stage(what);
+}
+
+/// `--jetstream-only`: the JetStream rows alone; writes `DIR/jetstream.json`.
+async fn jetstream_only(quick: bool, out: PathBuf) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let plan = if quick {
+        jetstream::JetStreamPlan::quick()
+    } else {
+        jetstream::JetStreamPlan::full()
+    };
+    let results = jetstream::run(&plan).await?;
+    println!("{}", jetstream::render(&plan, &results));
+    let json = out.join("jetstream.json");
+    std::fs::write(&json, serde_json::to_vec_pretty(&results)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    println!("Wrote {}.", json.display());
+    if quick {
+        let mut empty = Vec::new();
+        jetstream::smoke_checks(&results, &mut |name: &str, ok: bool| {
+            if !ok {
+                empty.push(name.to_owned());
+            }
+        });
+        if !empty.is_empty() {
+            bail!(
+                "the smoke run produced no samples for: {}",
+                empty.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn bench(quick: bool, servers_only: bool, out: PathBuf) -> anyhow::Result<()> {
@@ -152,6 +193,10 @@ async fn bench(quick: bool, servers_only: bool, out: PathBuf) -> anyhow::Result<
     };
 
     println!("{}", report::render(&report));
+    if let (Some(plan), Some(results)) = (&report.results.plan.jetstream, &report.results.jetstream)
+    {
+        println!("{}", jetstream::render(plan, results));
+    }
     let json = out.join("bench.json");
     std::fs::write(&json, serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("writing {}", json.display()))?;
@@ -183,6 +228,9 @@ fn smoke_checks(r: &scenarios::Results) -> anyhow::Result<()> {
         !r.fanout.is_empty() && r.fanout.iter().all(|f| f.stats.per_subscriber.count > 0),
     );
     servers_checks(&r.servers, &mut check);
+    if let Some(jetstream) = &r.jetstream {
+        jetstream::smoke_checks(jetstream, &mut check);
+    }
     if r.plan.core {
         core_checks(r, &mut check);
     }

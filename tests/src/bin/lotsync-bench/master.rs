@@ -30,6 +30,14 @@ pub struct BenchMaster {
 impl BenchMaster {
     /// An in-memory master, or a durable one in `dir`.
     pub async fn start(dir: Option<&Path>) -> anyhow::Result<BenchMaster> {
+        BenchMaster::start_with(dir, None).await
+    }
+
+    /// A master that also publishes its log to JetStream as `nats` says.
+    pub async fn start_with(
+        dir: Option<&Path>,
+        nats: Option<mock_master::nats::NatsOptions>,
+    ) -> anyhow::Result<BenchMaster> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .thread_name(THREAD_NAME)
             // Blocking-pool threads that exit take their CPU time with them.
@@ -47,6 +55,10 @@ impl BenchMaster {
                 let builder = match dir {
                     Some(dir) => builder.data_dir(dir),
                     None => builder.in_memory(),
+                };
+                let builder = match nats {
+                    Some(nats) => builder.nats(nats),
+                    None => builder,
                 };
                 builder.start().await
             })

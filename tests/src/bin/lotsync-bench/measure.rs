@@ -228,6 +228,7 @@ pub fn fleet(mode: Mode, interval_ms: u64, subscribers: u32, first_id: u32) -> F
         first_id,
         inline: false,
         quickack: false,
+        nats: None,
     }
 }
 

@@ -221,6 +221,7 @@ async fn run_design(
                 spec: crate::fleet::FleetSpec {
                     mode: Mode::Nchan,
                     quickack: design == Design::NchanQuickAck,
+                    nats: None,
                     ..spec
                 },
                 url: nchan.subscribe_url(),

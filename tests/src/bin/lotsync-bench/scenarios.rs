@@ -65,6 +65,8 @@ pub struct Plan {
     /// Whether the scenarios of the SDK on the master run (off: only the loopback
     /// floor, the fan-out row of 1 and the terminal-server and peer scenarios).
     pub core: bool,
+    /// The notice log on JetStream (skipped when `None`).
+    pub jetstream: Option<crate::jetstream::JetStreamPlan>,
 }
 
 impl Plan {
@@ -92,6 +94,7 @@ impl Plan {
             burst_s: 15.0,
             servers: ServersPlan::full(),
             core: true,
+            jetstream: Some(crate::jetstream::JetStreamPlan::full()),
         }
     }
 
@@ -119,6 +122,7 @@ impl Plan {
             burst_s: 3.0,
             servers: ServersPlan::quick(),
             core: true,
+            jetstream: Some(crate::jetstream::JetStreamPlan::quick()),
         }
     }
 }
@@ -207,6 +211,8 @@ pub struct Results {
     pub bursts: Bursts,
     /// Terminal servers, side by side with nchan and polling.
     pub servers: ServersResults,
+    /// The notice log on JetStream.
+    pub jetstream: Option<crate::jetstream::JetStreamResults>,
 }
 
 /// Start a master and `fleets` on it, drive `load`, and analyse each fleet.
@@ -314,6 +320,7 @@ pub async fn run_all(plan: Plan, scratch: &Path) -> anyhow::Result<Results> {
         throughput: Vec::new(),
         bursts: Bursts::default(),
         servers: ServersResults::default(),
+        jetstream: None,
     };
     if plan.core {
         core(&plan, scratch, &mut results).await?;
@@ -331,6 +338,9 @@ pub async fn run_all(plan: Plan, scratch: &Path) -> anyhow::Result<Results> {
         bursts: bursts_load(&plan),
     };
     results.servers = servers::run(&plan.servers, &shared, scratch, open_files).await?;
+    if let Some(jetstream) = &plan.jetstream {
+        results.jetstream = Some(crate::jetstream::run(jetstream).await?);
+    }
     Ok(results)
 }
 

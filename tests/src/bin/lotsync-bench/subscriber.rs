@@ -74,6 +74,9 @@ pub struct SubscriberArgs {
     /// Raw readers (nchan, streams): acknowledge every read at once (TCP_QUICKACK).
     #[arg(long)]
     pub quickack: bool,
+    /// Notify mode: follow notices on NATS JetStream at this URL (fetches stay on --url).
+    #[arg(long)]
+    pub nats: Option<String>,
 }
 
 /// One line of a subscriber's stdout.
@@ -326,10 +329,15 @@ async fn notify(
     out: &mpsc::UnboundedSender<Line>,
     stop: &Stop,
 ) -> anyhow::Result<()> {
-    let client = lotsync::Client::builder(&args.url)
+    let mut builder = lotsync::Client::builder(&args.url)
         .token(&args.token)
-        .inline_lots(args.inline_lots)
-        .build()?;
+        .inline_lots(args.inline_lots);
+    if let Some(nats) = &args.nats {
+        builder = builder.jetstream(
+            lotsync::JetStreamNotices::new([nats.clone()]).heartbeat(Duration::from_secs(1)),
+        );
+    }
+    let client = builder.build()?;
     if !client.wait_live(Duration::from_secs(60)).await {
         bail!("subscriber {sub} did not go live within 60 s");
     }
