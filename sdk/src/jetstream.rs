@@ -11,6 +11,7 @@
 //! the cursor without a snapshot. Snapshots and fetches still go to the master (or a
 //! terminal server, or memcached).
 
+use crate::protocol::jetstream::redact;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,18 +147,6 @@ impl JetStreamNotices {
             })
             .await
             .cloned()
-    }
-}
-
-/// A server address with any password replaced by `***`.
-fn redact(server: &str) -> String {
-    match (server.find("://"), server.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let user = server[scheme + 3..at].split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &server[..scheme + 3], &server[at..])
-        }
-        (None, Some(at)) => format!("***{}", &server[at..]),
-        _ => server.to_owned(),
     }
 }
 

@@ -83,18 +83,9 @@ impl NatsOptions {
     }
 }
 
-/// A server address with any password replaced by `***`.
-pub fn redact(server: &str) -> String {
-    match (server.find("://"), server.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &server[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &server[..scheme + 3], &server[at..])
-        }
-        (None, Some(at)) => format!("***{}", &server[at..]),
-        _ => server.to_owned(),
-    }
-}
+/// Addresses shown in logs and errors hide their passwords (one rule for the master
+/// and the SDK).
+pub use lotsync::protocol::jetstream::redact;
 
 #[cfg(test)]
 mod tests {

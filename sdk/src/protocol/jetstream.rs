@@ -130,6 +130,25 @@ pub struct EpochMarker {
     pub at: DateTime<Utc>,
 }
 
+/// A NATS server address for logs and errors: any password replaced by `***`.
+///
+/// ```
+/// use lotsync::protocol::jetstream::redact;
+/// assert_eq!(redact("nats://u:secret@h:4222"), "nats://u:***@h:4222");
+/// assert_eq!(redact("u:secret@h:4222"), "***@h:4222");
+/// assert_eq!(redact("nats://h:4222"), "nats://h:4222");
+/// ```
+pub fn redact(server: &str) -> String {
+    match (server.find("://"), server.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user = server[scheme + 3..at].split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &server[..scheme + 3], &server[at..])
+        }
+        (None, Some(at)) => format!("***{}", &server[at..]),
+        _ => server.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
