@@ -11,7 +11,6 @@
 //! the cursor without a snapshot. Snapshots and fetches still go to the master (or a
 //! terminal server, or memcached).
 
-use crate::protocol::jetstream::redact;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 use crate::error::BuildError;
-use crate::protocol::jetstream::{DEFAULT_PREFIX, validate_prefix};
+use crate::protocol::jetstream::{DEFAULT_PREFIX, redact, validate_prefix};
 
 /// Where and how a client follows notices on NATS JetStream.
 ///
