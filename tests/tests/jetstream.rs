@@ -83,9 +83,12 @@ fn master_child() {
 }
 
 /// Logs of the SDK and the master with `RUST_LOG` (for example `lotsync=debug`).
+/// Logs into each test's captured output (shown when it fails): `RUST_LOG`, else info.
 fn logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(filter)
         .with_test_writer()
         .try_init();
 }
@@ -468,7 +471,12 @@ async fn terminal_server_resumes_after_10000_notices_without_a_snapshot() {
     .await
     .unwrap();
     let upstream = server.server.client().clone();
-    assert!(upstream.wait_live(HANG).await, "terminal server never live");
+    assert!(
+        upstream.wait_live(HANG).await,
+        "terminal server never live: {:?}, {:?}",
+        *upstream.state().borrow(),
+        upstream.metrics()
+    );
     let before = upstream.metrics();
     assert_eq!(before.resyncs, 1, "one snapshot to start with");
 
