@@ -59,7 +59,8 @@ pub struct MasterConfig {
     /// Connections the master opens at most to the replica for fetches (and as many to
     /// the primary for its own reads).
     pub read_connections: usize,
-    /// Replication lag past which `/healthz` reports replication as stalled.
+    /// Replication lag past which `/healthz` reports replication as stalled; with
+    /// `nats`, also how long the JetStream publisher may be down or behind.
     pub replication_stall: Duration,
 }
 

@@ -157,7 +157,8 @@ struct Cli {
     /// master's own reads).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
     read_connections: u64,
-    /// Replication lag past which /healthz says replication is stalled (503).
+    /// Replication lag past which /healthz says replication is stalled (503); with
+    /// --nats, also how long the JetStream publisher may be down or behind.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     replication_stall: Duration,
     /// Log format on stderr.

@@ -40,6 +40,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Progress of the cache warmer (`--memcached`); stays at zero without one.
     pub warmer_progress: tokio::sync::watch::Sender<lotsync::cache::WarmerStats>,
+    /// What the JetStream publisher is doing (`--nats`); idle without one.
+    pub jetstream: crate::nats::status::PublisherStatus,
 }
 
 /// A cheap, cloneable handle on the master's shared state.
@@ -80,7 +82,22 @@ impl AppState {
             metrics,
             shutdown: CancellationToken::new(),
             warmer_progress: tokio::sync::watch::Sender::new(Default::default()),
+            jetstream: Default::default(),
         })))
+    }
+
+    /// The JetStream publisher's progress, when the master publishes (`--nats`).
+    pub fn jetstream_health(&self) -> Option<crate::nats::status::JetStreamHealth> {
+        self.config.nats.as_ref()?;
+        let tail = self.store.log_tail();
+        Some(self.jetstream.report(
+            tail.head(),
+            |seq| {
+                tail.at_of(seq)
+                    .map(|at| (chrono::Utc::now() - at).to_std().unwrap_or_default())
+            },
+            self.config.replication_stall,
+        ))
     }
 
     /// Primary head, replica position and lag now.
@@ -121,18 +138,27 @@ pub fn app(state: AppState) -> Router {
 pub const HEALTH_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `GET /healthz`: 200 `{"status": "ok", ...}` when the primary, the replica, the
-/// writer and the replicator are up and replication is not stalled; otherwise 503
-/// `{"status": "unavailable", "down": [...], ...}` naming what is wrong, with
-/// Retry-After. A readiness check: a master that answers 503 here still serves what it
-/// can (notices, and fetches while the replica is up) and recovers by itself.
+/// writer and the replicator are up, replication is not stalled and (with `--nats`)
+/// the JetStream publisher keeps up; otherwise 503 `{"status": "unavailable", "down":
+/// [...], ...}` naming what is wrong, with Retry-After. A readiness check: a master that
+/// answers 503 here still serves what it can (notices, and fetches while the replica is
+/// up) and recovers by itself.
 async fn healthz(State(state): State<AppState>) -> axum::response::Response {
     let health = state.store.health(HEALTH_PROBE_TIMEOUT).await;
-    let down = health.down();
-    let body = Json(serde_json::json!({
+    let mut down = health.down();
+    let jetstream = state.jetstream_health();
+    if jetstream.as_ref().is_some_and(|j| j.stalled) {
+        down.push("jetstream");
+    }
+    let mut body = serde_json::json!({
         "status": if down.is_empty() { "ok" } else { "unavailable" },
         "down": down,
         "replication_lag_ms": health.replication_lag.as_millis().min(u128::from(u64::MAX)) as u64,
-    }));
+    });
+    if let Some(jetstream) = jetstream {
+        body["jetstream"] = serde_json::json!(jetstream);
+    }
+    let body = Json(body);
     if down.is_empty() {
         return body.into_response();
     }

@@ -13,6 +13,8 @@
 //!   server following JetStream is cut off (its NATS server down) while 10,000
 //!   notices are committed, more than the master retains; it resumes from its
 //!   sequence on the stream, with no second snapshot.
+//! - `healthz_names_the_publisher_...`: the master's `/healthz` says `jetstream` is
+//!   down while its NATS server is, and clears once every entry is published.
 //!
 //! Each waits on conditions with timeouts that only catch a hang.
 
@@ -534,5 +536,82 @@ async fn terminal_server_resumes_after_10000_notices_without_a_snapshot() {
     assert_eq!(upstream.mirror().seq(), head);
     display.shutdown().await;
     server.stop().await;
+    master.shutdown().await;
+}
+
+/// `/healthz` of a master with `--nats`, polled until `done` holds for it.
+async fn wait_healthz(
+    url: &str,
+    what: &str,
+    done: impl Fn(u16, &serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + HANG;
+    let mut last = None;
+    loop {
+        if let Ok(response) = http.get(format!("{url}/healthz")).send().await {
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap();
+            if done(status, &body) {
+                return body;
+            }
+            last = Some((status, body));
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/healthz never showed {what}; last: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_names_the_publisher_while_nats_is_down_and_clears_when_it_catches_up() {
+    logs();
+    let mut nats = Nats::single().await.expect("nats-server starts");
+    let master = mock_master::Master::builder()
+        .in_memory()
+        .bidder("anna", "anna-token")
+        .replication_stall(Duration::from_millis(500))
+        .nats(mock_master::nats::NatsOptions {
+            servers: nats.urls(),
+            ..Default::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let handle = master.handle();
+    let ids = lotsync_tests::create_lots(&handle, 3).await.unwrap();
+    let head = handle.head();
+    wait_healthz(master.url(), "the publisher caught up", |status, body| {
+        status == 200
+            && body["jetstream"]["publishing"] == true
+            && body["jetstream"]["published"] == head
+            && body["jetstream"]["behind"] == 0
+    })
+    .await;
+
+    nats.nodes[0].kill();
+    let mut amount = 10_000;
+    for id in &ids {
+        amount += 100;
+        handle.place_bid("anna", id, amount).await.unwrap();
+    }
+    let head = handle.head();
+    let down = wait_healthz(master.url(), "jetstream down", |status, body| {
+        status == 503 && body["down"] == serde_json::json!(["jetstream"])
+    })
+    .await;
+    assert_eq!(down["jetstream"]["stalled"], true);
+    assert!(down["jetstream"]["behind"].as_u64().unwrap() > 0, "{down}");
+
+    nats.nodes[0].start().unwrap();
+    nats.nodes[0].wait_ready().await.unwrap();
+    let up = wait_healthz(master.url(), "the publisher back", |status, body| {
+        status == 200 && body["jetstream"]["published"] == head
+    })
+    .await;
+    assert_eq!(up["down"], serde_json::json!([]));
+    assert_eq!(up["jetstream"]["publishing"], true);
     master.shutdown().await;
 }

@@ -4,11 +4,13 @@
 //! - this file: [`NatsOptions`] (servers, prefix, replicas, limits) and their checks.
 //! - [`publisher`]: the task that publishes every log entry once, in order, from the
 //!   stream's last sequence on, and repairs a crash between commit and publish.
+//! - [`status`]: how far the publisher is, for `/healthz`.
 //!
 //! Names (streams, subjects, the epoch marker) are in
 //! [`lotsync::protocol::jetstream`], shared with the SDK that follows them.
 
 pub mod publisher;
+pub mod status;
 
 use std::fmt;
 use std::time::Duration;

@@ -90,6 +90,7 @@ pub async fn run(state: AppState) {
             outcome = session(&state, &options, &mut client) => outcome,
         };
         let Err(error) = outcome else { break };
+        state.jetstream.session_failed();
         state.metrics.jetstream_error();
         if started.elapsed() > HEALTHY {
             backoff = Backoff::new();
@@ -208,6 +209,7 @@ async fn session(
         .await
         .map_err(nats)?;
     info!(stream = %name, last, head, "publishing the log to JetStream");
+    state.jetstream.session_started(last);
 
     let mut position = last;
     let mut head_rx = tail.watch_head();
@@ -231,10 +233,12 @@ async fn session(
         let entries = state.store.log_entries(position, BATCH).await?;
         if entries.first().map(|e| e.seq) != Some(position + 1) {
             position = skip_pruned(state, &stream, position).await?;
+            state.jetstream.published(position);
             tail.hold_from(position);
             continue;
         }
         position = publish_batch(state, &js, options, &epoch, position, entries).await?;
+        state.jetstream.published(position);
         tail.hold_from(position);
     }
 }

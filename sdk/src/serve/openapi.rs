@@ -142,7 +142,7 @@ fn schemas() -> Value {
 /// The master's document.
 pub fn master_document() -> Value {
     let paths = json!({
-        "/healthz": {"get": {"summary": "Readiness: 503 names what is down (the master's databases, writer, replicator; a terminal server before its first snapshot)", "operationId": "healthz",
+        "/healthz": {"get": {"summary": "Readiness: 503 names what is down (the master's databases, writer, replicator, replication, JetStream publisher; a terminal server before its first snapshot)", "operationId": "healthz",
             "responses": {"200": {"description": "Serving", "content": {"application/json": {"schema": {"type": "object"}}}},
                 "503": {"description": "Not serving; the body says why", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
         "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics",
