@@ -349,6 +349,18 @@ fn floor() -> Value {
         l["status"] = json!(status);
         lots.push(l);
     }
+    // Lanes and reserves (met, not met, none) take room on tiles and the single view.
+    for (l, lane, run_order, reserve_met) in [
+        (0, Some("A"), Some(1), Some(true)),
+        (1, Some("lane-B-long-name"), Some(12), Some(false)),
+        (3, None, None, Some(true)),
+    ] {
+        if let Some(lane) = lane {
+            lots[l]["lane"] = json!(lane);
+            lots[l]["run_order"] = json!(run_order);
+        }
+        lots[l]["reserve_met"] = json!(reserve_met);
+    }
     snapshot("e1", 30, lots)
 }
 
@@ -363,7 +375,9 @@ async fn every_layout_fits_the_screen_with_readable_contrast() {
         ),
         (
             "lot&lot=lane-2",
-            r#"return document.querySelector('.single[data-lot-id="lane-2"]');"#,
+            r#"const s = document.querySelector('.single[data-lot-id="lane-2"]');
+            return s && s.querySelector('.lane').textContent === "Lane lane-B-long-name · #12"
+                && s.querySelector('.reserve').textContent === "\u{2715} Reserve not met";"#,
         ),
         // Following: the open lot closing soonest.
         (
@@ -375,6 +389,31 @@ async fn every_layout_fits_the_screen_with_readable_contrast() {
             "return document.querySelector('.single[data-seq]');",
         ),
     ];
+    // What a tile says of its lane and reserve.
+    let tags = |id: &str| {
+        format!(
+            r#"const t = document.querySelector('.tile[data-lot-id="{id}"] .tile-tags');
+            return [t.hidden, t.querySelector('.lane').hidden ? null : t.querySelector('.lane').textContent,
+                    t.querySelector('.reserve').hidden ? null : t.querySelector('.reserve').textContent];"#
+        )
+    };
+    browser
+        .goto(&format!("{}/display", fake.url()))
+        .await
+        .unwrap();
+    browser.wait_for(layouts[0].1, WAIT).await.unwrap();
+    for (id, expected) in [
+        ("lane-1", json!([false, "Lane A · #1", "\u{2714} Reserve met"])),
+        (
+            "lane-2",
+            json!([false, "Lane lane-B-long-name · #12", "\u{2715} Reserve not met"]),
+        ),
+        ("lane-4", json!([false, null, "\u{2714} Reserve met"])),
+        ("lane-5", json!([true, null, null])),
+    ] {
+        let shown = browser.execute(&tags(id), json!([])).await.unwrap();
+        assert_eq!(shown, expected, "tile {id}");
+    }
     for (layout, ready) in layouts {
         browser.viewport(1280, 720).await.unwrap();
         browser
@@ -476,6 +515,11 @@ async fn money_countdowns_and_lot_checks_in_the_browser() {
                 f.checkLot(lot({current_price: 1.5})), f.checkLot(lot({id: "a b"})),
                 f.checkLot(lot({status: "lost"})), f.checkLot(lot({seq: -1})),
                 f.checkLot(lot({ends_at: "soon"})), f.checkLot(lot({currency: "eur"})),
+                f.checkLot(lot({reserve_met: "yes"})), f.checkLot(lot({lane: "a b"})),
+                f.checkLot(lot({run_order: -1})),
+                f.reserve(f.checkLot(lot({}))), f.reserve(f.checkLot(lot({reserve_met: false}))).key,
+                f.laneText(f.checkLot(lot({lane: "C", run_order: 4}))),
+                f.laneText(f.checkLot(lot({lane: "C"}))),
               ]);
             });"#,
         )
@@ -499,7 +543,14 @@ async fn money_countdowns_and_lot_checks_in_the_browser() {
             null,
             null,
             null,
-            null
+            null,
+            null,
+            null,
+            null,
+            null,
+            "not-met",
+            "Lane C · #4",
+            "Lane C"
         ])
     );
 

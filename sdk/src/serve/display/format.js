@@ -7,6 +7,7 @@ export const CLOSING_MS = 60_000;
 
 const STATUSES = new Set(["scheduled", "open", "closed", "sold", "passed", "withdrawn"]);
 const LOT_ID = /^[A-Za-z0-9_-]{1,64}$/;
+const LANE = /^[A-Za-z0-9_-]{1,32}$/;
 const CURRENCY = /^[A-Z]{3}$/;
 const MAX_MONEY = 10_000_000_000_000;
 
@@ -107,6 +108,23 @@ export function phase(lot, now) {
   }
 }
 
+/**
+ * What a lot's screen says of its reserve: `{key, label}`, or null when the lot has
+ * none. The amount is confidential; terminals only ever learn whether it is met.
+ */
+export function reserve(lot) {
+  if (lot.reserve_met === null) return null;
+  return lot.reserve_met
+    ? { key: "met", label: "Reserve met" }
+    : { key: "not-met", label: "Reserve not met" };
+}
+
+/** "Lane A · #3", "Lane A", or "" for a lot in no lane. */
+export function laneText(lot) {
+  if (lot.lane === null) return "";
+  return lot.run_order === null ? `Lane ${lot.lane}` : `Lane ${lot.lane} · #${lot.run_order}`;
+}
+
 /** Whether a status is final (sold, passed, withdrawn). */
 export function isFinal(status) {
   return status === "sold" || status === "passed" || status === "withdrawn";
@@ -137,7 +155,11 @@ export function checkLot(raw) {
       (typeof raw.leading_bidder === "string" && raw.leading_bidder.length <= 200)) &&
     STATUSES.has(raw.status) &&
     isTime(raw.starts_at) && isTime(raw.ends_at) && isTime(raw.updated_at) &&
-    Number.isSafeInteger(raw.seq) && raw.seq >= 0;
+    Number.isSafeInteger(raw.seq) && raw.seq >= 0 &&
+    (raw.reserve_met === undefined || raw.reserve_met === null || typeof raw.reserve_met === "boolean") &&
+    (raw.lane === undefined || raw.lane === null || (typeof raw.lane === "string" && LANE.test(raw.lane))) &&
+    (raw.run_order === undefined || raw.run_order === null ||
+      (Number.isSafeInteger(raw.run_order) && raw.run_order >= 0));
   if (!ok) return null;
   const attributes = {};
   if (raw.attributes && typeof raw.attributes === "object" && !Array.isArray(raw.attributes)) {
@@ -158,6 +180,9 @@ export function checkLot(raw) {
     leading_bidder: raw.leading_bidder ?? null,
     status: raw.status,
     seq: raw.seq,
+    reserve_met: raw.reserve_met ?? null,
+    lane: raw.lane ?? null,
+    run_order: raw.run_order ?? null,
     startsAtMs: Date.parse(raw.starts_at),
     endsAtMs: Date.parse(raw.ends_at),
     updatedAtMs: Date.parse(raw.updated_at),

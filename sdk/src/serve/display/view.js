@@ -3,7 +3,7 @@
 // the clock ticked. Views write text with textContent only: lot data never becomes
 // markup.
 
-import { age, countdown, describe, isFinal, money, nextBid, phase } from "./format.js";
+import { age, countdown, describe, isFinal, laneText, money, nextBid, phase, reserve } from "./format.js";
 
 /** A settled or withdrawn lot stays on the board this long (master clock, ms). */
 export const LINGER_MS = 30_000;
@@ -77,6 +77,15 @@ function badge() {
 function fillBadge(b, lotPhase) {
   setData(b, "phase", lotPhase.key);
   setText(b.lastChild, lotPhase.label);
+}
+
+/** The reserve chip: hidden for a lot without a reserve; a symbol and words, not colour alone. */
+function fillReserve(e, lot) {
+  const r = reserve(lot);
+  e.hidden = !r;
+  if (!r) return;
+  setData(e, "reserve", r.key);
+  setText(e, `${r.key === "met" ? "\u2714" : "\u2715"} ${r.label}`);
 }
 
 function fact(label, className) {
@@ -174,6 +183,11 @@ export class Board {
     const title = el("h2", "tile-title");
     const b = badge();
     top.append(title, b);
+    // Lane and reserve: one short line, hidden when the lot has neither.
+    const tags = el("p", "tile-tags");
+    const lane = el("span", "lane");
+    const reserveChip = el("span", "reserve");
+    tags.append(lane, reserveChip);
     const price = el("p", "price");
     const amount = el("span", "amount");
     const code = el("span", "currency");
@@ -184,15 +198,19 @@ export class Board {
     extended.hidden = true;
     // The tile is the size container; its body's text scales with the tile.
     const body = el("div", "tile-body");
-    body.append(top, price, facts, extended);
+    body.append(top, tags, price, facts, extended);
     root.append(body);
     const q = (c) => root.querySelector(`.${c}`);
-    return { root, title, badge: b, amount, code, nextBid: q("next-bid"), countdown: q("countdown"), leader: q("leader"), bids: q("bids"), extended };
+    return { root, title, badge: b, tags, lane, reserve: reserveChip, amount, code, nextBid: q("next-bid"), countdown: q("countdown"), leader: q("leader"), bids: q("bids"), extended };
   }
 
   fill(tile, lot, prev) {
     setData(tile.root, "lotId", lot.id);
     setText(tile.title, lot.title);
+    setText(tile.lane, laneText(lot));
+    tile.lane.hidden = lot.lane === null;
+    fillReserve(tile.reserve, lot);
+    tile.tags.hidden = tile.lane.hidden && tile.reserve.hidden;
     setPrice(tile.amount.parentElement, tile.amount, money(lot.current_price, lot.currency));
     setText(tile.code, lot.currency);
     setText(tile.nextBid, lot.status === "open" ? money(nextBid(lot), lot.currency) : "–");
@@ -229,11 +247,12 @@ export class Single {
     const top = el("header", "single-head");
     this.badge = badge();
     this.lotId = el("span", "lot-id");
+    this.lane = el("span", "lane");
     this.extended = el("span", "extended", "EXTENDED");
     this.extended.hidden = true;
     this.note = el("span", "caption");
     this.clock = el("span", "clock");
-    top.append(this.badge, this.lotId, this.extended, this.note, this.clock);
+    top.append(this.badge, this.lane, this.lotId, this.extended, this.note, this.clock);
     this.title = el("h1", "single-title");
     this.attrs = el("p", "attrs");
     const priceBox = el("section", "price-box");
@@ -241,7 +260,10 @@ export class Single {
     this.amount = el("span", "amount");
     this.code = el("span", "currency");
     this.price.append(this.amount, " ", this.code);
-    priceBox.append(el("p", "label", "Current price"), this.price);
+    const label = el("p", "label");
+    this.reserve = el("span", "reserve");
+    label.append(el("span", null, "Current price"), this.reserve);
+    priceBox.append(label, this.price);
     const facts = el("dl", "facts single-facts");
     facts.append(fact("Next bid", "next-bid"), fact("Ends in", "countdown"), fact("Leader", "leader"), fact("Bids", "bids"));
     const bidBox = el("section", "last-bids");
@@ -296,6 +318,9 @@ export class Single {
   fill(lot, prev, now) {
     setData(this.root, "lotId", lot.id);
     setText(this.lotId, `Lot ${lot.id}`);
+    setText(this.lane, laneText(lot));
+    this.lane.hidden = lot.lane === null;
+    fillReserve(this.reserve, lot);
     setText(this.title, lot.title);
     setText(this.attrs, describe(lot.attributes).join(" · "));
     setPrice(this.price, this.amount, money(lot.current_price, lot.currency));
