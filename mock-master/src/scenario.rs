@@ -13,11 +13,19 @@
 //! seed = 7             # default seed of random_bids; --seed overrides it
 //! on_end = "serve"     # "serve" (default): keep serving; "exit": stop the master
 //!
+//! [[lanes]]            # optional: lane settings, applied before anything else
+//! lane = "A"
+//! sequential = true    # one live lot at a time, in run_order
+//! gap_ms = 2000        # pause between a lot settling and the next opening
+//!
 //! [[lots]]             # created at `at_ms` (default 0)
 //! id = "saab-93"
 //! title = "2015 Saab 9-3 Aero"
 //! starting_price = 500000          # minor units; currency defaults to EUR
-//! increment = 10000
+//! increment = 10000                # or a ladder: [{ from = 0, step = 10000 }, { from = 1000000, step = 25000 }]
+//! reserve_price = 700000           # optional; terminals only see reserve_met
+//! lane = "A"                       # optional, with run_order
+//! run_order = 1
 //! status = "open"                  # default: scheduled, opened at starts_at
 //! opens_in_ms = 0                  # starts_at, from the scenario's start (may be < 0)
 //! duration_ms = 600000             # ends_at = starts_at + duration (default 1 h)
@@ -26,6 +34,10 @@
 //! [[steps]]            # one action per step: bid, status, faults or random_bids
 //! at_ms = 500
 //! bid = { lot = "saab-93", bidder = "alice", amount = 500000 }  # amount left out: the minimum
+//!
+//! [[steps]]
+//! at_ms = 600
+//! max_bid = { lot = "saab-93", bidder = "carol", max_amount = 650000 }  # amount optional
 //!
 //! [[steps]]
 //! at_ms = 800
@@ -42,25 +54,31 @@
 //!
 //! `random_bids` expands, from the seed, into `count` bids `every_ms` apart, each on a
 //! lot and by a bidder drawn from the lists (all lots when `lots` is left out), raising
-//! the minimum next bid by 0 to `max_raise` increments (default 3). Faults switch fault
+//! the minimum next bid by 0 to `max_raise` increments (default 3, each the step of the
+//! lot's ladder at that price). A `max_bid` places a maximum the master bids up to for
+//! that bidder (a proxy bid), against the bids that follow. Faults switch fault
 //! injection on even without `--chaos`. A rejected bid or status change is logged and
 //! the play goes on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 
 use chrono::Utc;
-use lotsync::protocol::{ChaosPatch, LotInput, LotStatus, Money, validate_lot_id, validate_money};
+use lotsync::protocol::{
+    BidRequest, ChaosPatch, LaneSettings, LotInput, LotStatus, Money, validate_lane,
+    validate_lot_id, validate_money,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
-use toml::Spanned;
 
 use crate::config::{MasterConfig, validate_bidder_name};
 
 mod play;
+mod spec;
 pub use play::run;
+use spec::FileSpec;
 
 /// Longest a scenario may run, and most bids one `random_bids` step may expand to.
 const MAX_OFFSET_MS: i64 = 7 * 24 * 3_600_000;
@@ -111,98 +129,6 @@ pub enum OnEnd {
     Exit,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileSpec {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    seed: Option<u64>,
-    #[serde(default)]
-    on_end: OnEnd,
-    #[serde(default)]
-    lots: Vec<Spanned<LotSpec>>,
-    #[serde(default)]
-    steps: Vec<Spanned<StepSpec>>,
-}
-
-fn eur() -> String {
-    "EUR".into()
-}
-
-fn hour() -> i64 {
-    3_600_000
-}
-
-fn three() -> u32 {
-    3
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LotSpec {
-    id: String,
-    #[serde(default)]
-    at_ms: i64,
-    title: String,
-    #[serde(default)]
-    attributes: BTreeMap<String, serde_json::Value>,
-    #[serde(default = "eur")]
-    currency: String,
-    starting_price: Money,
-    increment: Money,
-    #[serde(default)]
-    reserve_price: Option<Money>,
-    #[serde(default)]
-    status: Option<LotStatus>,
-    #[serde(default)]
-    opens_in_ms: i64,
-    #[serde(default = "hour")]
-    duration_ms: i64,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StepSpec {
-    at_ms: i64,
-    #[serde(default)]
-    bid: Option<BidSpec>,
-    #[serde(default)]
-    status: Option<StatusSpec>,
-    #[serde(default)]
-    faults: Option<ChaosPatch>,
-    #[serde(default)]
-    random_bids: Option<RandomBidsSpec>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BidSpec {
-    lot: String,
-    bidder: String,
-    #[serde(default)]
-    amount: Option<Money>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StatusSpec {
-    lot: String,
-    to: LotStatus,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RandomBidsSpec {
-    #[serde(default)]
-    lots: Option<Vec<String>>,
-    bidders: Vec<String>,
-    count: u32,
-    every_ms: i64,
-    #[serde(default = "three")]
-    max_raise: u32,
-}
-
 /// How much a planned bid offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Amount {
@@ -210,11 +136,14 @@ enum Amount {
     Fixed(Money),
     /// The minimum next bid plus this many increments.
     Raise(u32),
+    /// A maximum (a proxy bid), with or without a bid of its own now.
+    Max(BidRequest),
 }
 
 /// One action of the plan.
 #[derive(Debug, Clone, PartialEq)]
 enum Action {
+    Lane(String, LaneSettings),
     Create(String, Box<LotSpecPlan>),
     Bid {
         lot: String,
@@ -301,6 +230,24 @@ impl Scenario {
             }
         };
         let mut plan = Vec::new();
+        for (i, lane) in file.lanes.iter().enumerate() {
+            let line = line_of(text, &lane.span());
+            let lane = lane.get_ref();
+            validate_lane(&lane.lane)
+                .map_err(|e| invalid(line, format!("lanes[{i}].lane"), &e.message))?;
+            let settings = LaneSettings {
+                sequential: lane.sequential,
+                gap_ms: lane.gap_ms,
+            };
+            settings
+                .validate()
+                .map_err(|e| invalid(line, format!("lanes[{i}].{}", e.field), &e.message))?;
+            plan.push(Planned {
+                at_ms: 0,
+                line,
+                action: Action::Lane(lane.lane.clone(), settings),
+            });
+        }
         // Lot id -> when it is created, to check that steps only use lots that exist.
         let mut created: HashMap<String, i64> = HashMap::new();
         for (i, lot) in file.lots.iter().enumerate() {
@@ -329,13 +276,13 @@ impl Scenario {
                 attributes: lot.attributes.clone(),
                 currency: lot.currency.clone(),
                 starting_price: lot.starting_price,
-                increment: lot.increment.into(),
+                increment: lot.increment.clone(),
                 reserve_price: lot.reserve_price,
                 status: lot.status,
                 starts_at: now,
                 ends_at: now + chrono::Duration::milliseconds(lot.duration_ms),
-                lane: None,
-                run_order: None,
+                lane: lot.lane.clone(),
+                run_order: lot.run_order,
             };
             input
                 .validate()
@@ -370,6 +317,7 @@ impl Scenario {
             let at_ms = offset(line, path("at_ms"), step.at_ms)?;
             let actions = [
                 step.bid.is_some(),
+                step.max_bid.is_some(),
                 step.status.is_some(),
                 step.faults.is_some(),
                 step.random_bids.is_some(),
@@ -378,7 +326,7 @@ impl Scenario {
                 return Err(invalid(
                     line,
                     format!("steps[{i}]"),
-                    "needs exactly one of bid, status, faults, random_bids",
+                    "needs exactly one of bid, max_bid, status, faults, random_bids",
                 ));
             }
             let mut push = |at_ms: i64, action: Action| {
@@ -405,6 +353,25 @@ impl Scenario {
                         lot: bid.lot.clone(),
                         bidder: bid.bidder.clone(),
                         amount,
+                    },
+                );
+            }
+            if let Some(max) = &step.max_bid {
+                known(line, path("max_bid.lot"), &max.lot, at_ms)?;
+                bidder(line, path("max_bid.bidder"), &max.bidder)?;
+                let request = BidRequest {
+                    amount: max.amount,
+                    max_amount: Some(max.max_amount),
+                };
+                request.validate().map_err(|e| {
+                    invalid(line, path(&format!("max_bid.{}", e.field)), &e.message)
+                })?;
+                push(
+                    at_ms,
+                    Action::Bid {
+                        lot: max.lot.clone(),
+                        bidder: max.bidder.clone(),
+                        amount: Amount::Max(request),
                     },
                 );
             }
@@ -469,7 +436,7 @@ impl Scenario {
                 }
             }
         }
-        // Stable: actions at the same offset keep the file's order, lots first.
+        // Stable: actions at the same offset keep the file's order: lanes, lots, steps.
         plan.sort_by_key(|p| p.at_ms);
         Ok(Scenario {
             origin: origin.to_owned(),

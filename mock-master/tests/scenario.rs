@@ -173,6 +173,35 @@ fn bad_files_name_the_line_and_the_field() {
             &["steps[0].random_bids.lots[0]", "no lot \"zz\""],
         ),
         ("on_end = \"later\"\n".into(), &["line 1", "on_end"]),
+        (
+            LOT.replace(
+                "increment = 10",
+                "increment = [{ from = 0, step = 10 }, { from = 0, step = 20 }]",
+            ),
+            &["line 1", "lots[0].increment"],
+        ),
+        (
+            LOT.replace("increment = 10", "increment = [{ from = 5, step = 10 }]"),
+            &["lots[0].increment"],
+        ),
+        (
+            format!("{LOT}lane = \"a b\"\n"),
+            &["line 1", "lots[0].lane"],
+        ),
+        (
+            "[[lanes]]\nlane = \"A\"\ngap_ms = 99999999\n".into(),
+            &["line 1", "lanes[0].gap_ms"],
+        ),
+        (
+            format!(
+                "{LOT}\n[[steps]]\nat_ms = 5\nmax_bid = {{ lot = \"a\", bidder = \"al\", max_amount = 100, amount = 200 }}\n"
+            ),
+            &["line 7", "steps[0].max_bid"],
+        ),
+        (
+            format!("{LOT}\n[[steps]]\nat_ms = 5\nmax_bid = {{ lot = \"a\", bidder = \"al\" }}\n"),
+            &["max_amount"],
+        ),
     ];
     let mut wrong = Vec::new();
     for (text, wanted) in &cases {
@@ -185,6 +214,97 @@ fn bad_files_name_the_line_and_the_field() {
     eprintln!("{} bad scenario files refused", cases.len());
     let missing = Scenario::load(Path::new("/nonexistent/scenario.toml"), None).unwrap_err();
     assert!(matches!(missing, ScenarioError::Io { .. }), "{missing}");
+}
+
+/// Lanes, a ladder, a reserve and a maximum, played: the maximum's owner is bid up one
+/// step of the ladder's band at a time against direct bids, and leads.
+const AUCTION_RULES: &str = r#"
+on_end = "serve"
+
+[[lanes]]
+lane = "A"
+sequential = true
+gap_ms = 0
+
+[[lots]]
+id = "first"
+title = "First car"
+starting_price = 100000
+increment = [{ from = 0, step = 1000 }, { from = 200000, step = 5000 }]
+reserve_price = 150000
+lane = "A"
+run_order = 1
+status = "open"
+
+[[lots]]
+id = "second"
+title = "Second car"
+starting_price = 50000
+increment = 500
+lane = "A"
+run_order = 2
+
+[[steps]]
+at_ms = 0
+max_bid = { lot = "first", bidder = "carol", max_amount = 230000 }
+
+[[steps]]
+at_ms = 10
+bid = { lot = "first", bidder = "dave", amount = 199000 }
+
+[[steps]]
+at_ms = 20
+bid = { lot = "first", bidder = "dave" }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lanes_ladders_reserves_and_maximums_play_by_the_rules() {
+    let scenario = Scenario::parse(AUCTION_RULES, "rules.toml", None).unwrap();
+    let state = AppState::open(config()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = tokio::spawn(server::serve(
+        state.clone(),
+        listener,
+        std::future::pending(),
+    ));
+    let report = scenario.play(&state).await.unwrap();
+    assert_eq!(
+        (report.lots, report.bids_accepted, report.rejected),
+        (2, 3, 0),
+        "{report:?}"
+    );
+
+    let lanes = state.store.lanes().await.unwrap();
+    assert_eq!(lanes.len(), 1);
+    assert!(lanes[0].lane == "A" && lanes[0].sequential && lanes[0].gap_ms == 0);
+    let first = state.store.admin_lot("first").await.unwrap().unwrap();
+    assert_eq!(first.reserve_price, Some(150_000));
+    let lot = &first.lot;
+    assert_eq!((lot.lane.as_deref(), lot.run_order), (Some("A"), Some(1)));
+    assert_eq!(lot.increment_ladder.len(), 2);
+    // carol's maximum opens at 100,000; dave bids 199,000 and carol answers one step
+    // of the 0.. band (200,000); dave bids the minimum of the 200,000.. band (205,000)
+    // and carol answers one step of that band.
+    assert_eq!(lot.leading_bidder.as_deref(), Some("carol"));
+    assert_eq!(lot.current_price, 210_000);
+    assert_eq!(lot.increment, 5_000, "the step of the current band");
+    assert_eq!(lot.reserve_met, Some(true));
+    let second = state.store.admin_lot("second").await.unwrap().unwrap();
+    assert_eq!(second.lot.lane.as_deref(), Some("A"));
+    assert_eq!(second.lot.run_order, Some(2));
+
+    let audit = state.store.audit("first", 0).await.unwrap().unwrap();
+    let proxy: Vec<_> = audit
+        .iter()
+        .filter(|e| e.origin == lotsync::protocol::AuditOrigin::Proxy && e.accepted)
+        .map(|e| e.amount)
+        .collect();
+    assert!(
+        proxy.contains(&Some(200_000)) && proxy.contains(&Some(210_000)),
+        "proxy bids in the audit trail: {audit:?}"
+    );
+    state.shutdown.cancel();
+    server.await.unwrap().unwrap();
 }
 
 #[test]

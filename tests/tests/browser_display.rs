@@ -403,10 +403,17 @@ async fn every_layout_fits_the_screen_with_readable_contrast() {
         .unwrap();
     browser.wait_for(layouts[0].1, WAIT).await.unwrap();
     for (id, expected) in [
-        ("lane-1", json!([false, "Lane A · #1", "\u{2714} Reserve met"])),
+        (
+            "lane-1",
+            json!([false, "Lane A · #1", "\u{2714} Reserve met"]),
+        ),
         (
             "lane-2",
-            json!([false, "Lane lane-B-long-name · #12", "\u{2715} Reserve not met"]),
+            json!([
+                false,
+                "Lane lane-B-long-name · #12",
+                "\u{2715} Reserve not met"
+            ]),
         ),
         ("lane-4", json!([false, null, "\u{2714} Reserve met"])),
         ("lane-5", json!([true, null, null])),

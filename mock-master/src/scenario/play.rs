@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::Utc;
-use lotsync::protocol::Money;
+use lotsync::protocol::{BidRequest, Ladder, Money};
 use tokio::net::TcpListener;
 
 use super::{Action, Amount, OnEnd, Report, Scenario};
@@ -21,8 +21,8 @@ impl Scenario {
         let start = tokio::time::Instant::now();
         let started_at = Utc::now();
         let mut report = Report::default();
-        // Minimum next bid of each lot, as this player last saw it.
-        let mut min_next: HashMap<String, (Money, Money)> = HashMap::new();
+        // Minimum next bid of each lot, as this player last saw it, and its ladder.
+        let mut min_next: HashMap<String, (Money, Ladder)> = HashMap::new();
         tracing::info!(scenario = %self.origin, name = ?self.name, seed = self.seed,
             actions = self.plan.len(), "scenario starts");
         for (n, step) in self.plan.iter().enumerate() {
@@ -37,6 +37,12 @@ impl Scenario {
             report.steps += 1;
             let (n, at_ms, line) = (n, step.at_ms, step.line);
             match &step.action {
+                Action::Lane(lane, settings) => match state.store.set_lane(lane, *settings).await {
+                    Ok(lane) => {
+                        tracing::info!(step = n, at_ms, line, lane = %lane.lane, sequential = lane.sequential, gap_ms = lane.gap_ms, "lane set")
+                    }
+                    Err(e) => Self::refused(&mut report, n, at_ms, line, "lane", e)?,
+                },
                 Action::Create(id, lot) => {
                     let mut input = lot.input.clone();
                     input.starts_at = started_at + chrono::Duration::milliseconds(lot.opens_in_ms);
@@ -47,7 +53,7 @@ impl Scenario {
                             report.lots += 1;
                             min_next.insert(
                                 id.clone(),
-                                (stored.lot.min_next_bid(), stored.lot.increment),
+                                (stored.lot.min_next_bid(), lot.input.increment.clone()),
                             );
                             tracing::info!(step = n, at_ms, line, lot = %id, created, seq = stored.lot.seq, "lot stored");
                         }
@@ -59,24 +65,34 @@ impl Scenario {
                     bidder,
                     amount,
                 } => {
-                    let (min, increment) = min_next.get(lot).copied().unwrap_or((1, 1));
-                    let amount = match amount {
-                        Amount::Fixed(a) => *a,
-                        Amount::Raise(k) => {
-                            min.saturating_add(increment.saturating_mul(i64::from(*k)))
-                        }
+                    let (min, ladder) = min_next
+                        .get(lot)
+                        .cloned()
+                        .unwrap_or_else(|| (1, Ladder::fixed(1)));
+                    let request = match amount {
+                        Amount::Fixed(a) => BidRequest::amount(*a),
+                        Amount::Raise(k) => BidRequest::amount(
+                            min.saturating_add(ladder.step_at(min).saturating_mul(i64::from(*k))),
+                        ),
+                        Amount::Max(request) => *request,
                     };
-                    match state.store.place_bid(bidder, lot, amount, None).await {
+                    // Only the maximum's owner may see it: the log shows whether there is one.
+                    let (amount, proxy) = (request.amount, request.max_amount.is_some());
+                    match state.store.bid(bidder, lot, request, None).await {
                         Ok(outcome) => {
                             report.bids_accepted += 1;
-                            min_next
-                                .insert(lot.clone(), (amount.saturating_add(increment), increment));
-                            tracing::info!(step = n, at_ms, line, %lot, %bidder, amount, seq = outcome.receipt.bid.seq, "bid accepted");
+                            // Proxies may have answered: the price is the receipt's.
+                            let price = outcome.receipt.current_price;
+                            min_next.insert(
+                                lot.clone(),
+                                (price.saturating_add(ladder.step_at(price)), ladder),
+                            );
+                            tracing::info!(step = n, at_ms, line, %lot, %bidder, ?amount, proxy, price, leading = outcome.receipt.leading, seq = outcome.receipt.bid.seq, "bid accepted");
                         }
                         Err(StoreError::BidTooLow { min_next_bid, .. }) => {
                             report.rejected += 1;
-                            min_next.insert(lot.clone(), (min_next_bid, increment));
-                            tracing::warn!(step = n, at_ms, line, %lot, %bidder, amount, min_next_bid, "bid refused: too low");
+                            min_next.insert(lot.clone(), (min_next_bid, ladder));
+                            tracing::warn!(step = n, at_ms, line, %lot, %bidder, ?amount, proxy, min_next_bid, "bid refused: too low");
                         }
                         Err(e) => Self::refused(&mut report, n, at_ms, line, "bid", e)?,
                     }
