@@ -17,6 +17,20 @@ const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/example.to
 /// What a play leaves behind, lot by lot: (id, status, price, bids, leader).
 type Outcome = Vec<(String, LotStatus, Money, u32, Option<String>)>;
 
+/// A master for `config`, served on a free port until its state is shut down.
+async fn serve(
+    config: mock_master::MasterConfig,
+) -> (AppState, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let state = AppState::open(config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = tokio::spawn(server::serve(
+        state.clone(),
+        listener,
+        std::future::pending(),
+    ));
+    (state, server)
+}
+
 /// Serve a fresh in-memory master, play the example with `seed`, and return the report,
 /// the outcome and the head.
 async fn play_example(seed: u64) -> (Report, Outcome, u64) {
@@ -28,13 +42,7 @@ async fn play_example(seed: u64) -> (Report, Outcome, u64) {
     scenario.prepare(&mut config);
     assert!(config.chaos.is_some(), "faults in the file enable chaos");
     assert_eq!(config.seed, Some(seed));
-    let state = AppState::open(config).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = tokio::spawn(server::serve(
-        state.clone(),
-        listener,
-        std::future::pending(),
-    ));
+    let (state, server) = serve(config).await;
     let report = scenario.play(&state).await.unwrap();
     let outcome = state
         .store
@@ -260,13 +268,7 @@ bid = { lot = "first", bidder = "dave" }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lanes_ladders_reserves_and_maximums_play_by_the_rules() {
     let scenario = Scenario::parse(AUCTION_RULES, "rules.toml", None).unwrap();
-    let state = AppState::open(config()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = tokio::spawn(server::serve(
-        state.clone(),
-        listener,
-        std::future::pending(),
-    ));
+    let (state, server) = serve(config()).await;
     let report = scenario.play(&state).await.unwrap();
     assert_eq!(
         (report.lots, report.bids_accepted, report.rejected),
