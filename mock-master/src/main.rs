@@ -119,6 +119,10 @@ struct Cli {
     /// With --nats: most notices a stream keeps (the oldest leave first).
     #[arg(long, default_value_t = 10_000_000, value_parser = clap::value_parser!(i64).range(1..), requires = "nats")]
     nats_max_messages: i64,
+    /// With --nats: epoch streams kept, this master's included; older ones are deleted
+    /// when a new history starts (followers of an old epoch resynchronise anyway).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=100), requires = "nats")]
+    nats_keep_epochs: u64,
     /// Also run a terminal server following this master on ADDR, with the browser wall
     /// display at /display, and print the display's address (the demo's hall).
     #[arg(long, value_name = "ADDR")]
@@ -232,6 +236,7 @@ impl Cli {
                 replicas: self.nats_replicas as usize,
                 max_age: self.nats_max_age,
                 max_messages: self.nats_max_messages,
+                keep_epochs: self.nats_keep_epochs as usize,
             }),
             metrics_token: self.metrics_token.clone(),
             limits: lotsync::serve::Limits {

@@ -13,6 +13,8 @@
 //!   server following JetStream is cut off (its NATS server down) while 10,000
 //!   notices are committed, more than the master retains; it resumes from its
 //!   sequence on the stream, with no second snapshot.
+//! - `streams_of_older_epochs_...`: masters of three histories in turn; the stream of
+//!   the oldest is deleted once the third publishes, the last two are kept.
 //! - `healthz_names_the_publisher_...`: the master's `/healthz` says `jetstream` is
 //!   down while its NATS server is, and clears once every entry is published.
 //!
@@ -614,4 +616,64 @@ async fn healthz_names_the_publisher_while_nats_is_down_and_clears_when_it_catch
     assert_eq!(up["down"], serde_json::json!([]));
     assert_eq!(up["jetstream"]["publishing"], true);
     master.shutdown().await;
+}
+
+/// The notice streams on `nats` of prefix `lotsync`, by name.
+async fn epoch_streams(client: &async_nats::Client) -> Vec<String> {
+    use futures::TryStreamExt;
+    let js = async_nats::jetstream::new(client.clone());
+    let mut names: Vec<String> = js
+        .stream_names()
+        .try_collect::<Vec<String>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|n| {
+            n.starts_with(&lotsync::protocol::jetstream::stream_name(
+                DEFAULT_PREFIX,
+                "",
+            ))
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_of_older_epochs_beyond_the_kept_ones_are_deleted() {
+    logs();
+    let nats = Nats::single().await.expect("nats-server starts");
+    let client = nats.client().await.unwrap();
+    let mut epochs = Vec::new();
+    // Three masters in turn, each a new history (in memory) publishing one lot.
+    for _ in 0..3 {
+        let master = mock_master::Master::builder()
+            .in_memory()
+            .nats(mock_master::nats::NatsOptions {
+                servers: nats.urls(),
+                ..Default::default()
+            })
+            .start()
+            .await
+            .unwrap();
+        let handle = master.handle();
+        lotsync_tests::create_lots(&handle, 1).await.unwrap();
+        let epoch = handle.epoch();
+        assert!(
+            stream::wait_published(&client, DEFAULT_PREFIX, &epoch, handle.head(), HANG).await,
+            "the master published"
+        );
+        epochs.push(lotsync::protocol::jetstream::stream_name(
+            DEFAULT_PREFIX,
+            &epoch,
+        ));
+        master.shutdown().await;
+        let mut kept = epoch_streams(&client).await;
+        kept.retain(|n| epochs.contains(n));
+        // The current epoch and the previous one (the default), never another.
+        let mut expected = epochs[epochs.len().saturating_sub(2)..].to_vec();
+        expected.sort();
+        assert_eq!(kept, expected, "after the master of epoch {}", epochs.len());
+        assert_eq!(epoch_streams(&client).await.len(), expected.len());
+    }
 }

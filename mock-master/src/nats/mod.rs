@@ -30,10 +30,14 @@ pub struct NatsOptions {
     pub max_age: Duration,
     /// Most notices a stream keeps; the oldest leave first.
     pub max_messages: i64,
+    /// Epoch streams kept, the current one included (at least 1): when a master starts
+    /// a new history, streams of older ones beyond this are deleted.
+    pub keep_epochs: usize,
 }
 
 impl Default for NatsOptions {
-    /// No servers, prefix `lotsync`, one replica, a week, ten million notices.
+    /// No servers, prefix `lotsync`, one replica, a week, ten million notices, the
+    /// current and the previous epoch's streams.
     fn default() -> Self {
         NatsOptions {
             servers: Vec::new(),
@@ -41,6 +45,7 @@ impl Default for NatsOptions {
             replicas: 1,
             max_age: Duration::from_secs(7 * 86_400),
             max_messages: 10_000_000,
+            keep_epochs: 2,
         }
     }
 }
@@ -55,6 +60,7 @@ impl fmt::Debug for NatsOptions {
             .field("replicas", &self.replicas)
             .field("max_age", &self.max_age)
             .field("max_messages", &self.max_messages)
+            .field("keep_epochs", &self.keep_epochs)
             .finish()
     }
 }
@@ -80,6 +86,9 @@ impl NatsOptions {
         }
         if self.max_messages < 1 {
             return Err("--nats-max-messages must be at least 1".into());
+        }
+        if !(1..=100).contains(&self.keep_epochs) {
+            return Err("--nats-keep-epochs must be between 1 and 100".into());
         }
         Ok(())
     }
@@ -115,6 +124,10 @@ mod tests {
             },
             NatsOptions {
                 servers: vec!["nats://h:notaport".into()],
+                ..options.clone()
+            },
+            NatsOptions {
+                keep_epochs: 0,
                 ..options.clone()
             },
         ] {

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage, stream};
 use chrono::Utc;
+use futures::TryStreamExt;
 use lotsync::protocol::jetstream::{
     EpochMarker, epoch_stream, epoch_subject, message_id, notice_filter, notice_subject,
     stream_name,
@@ -209,6 +210,10 @@ async fn session(
         .await
         .map_err(nats)?;
     info!(stream = %name, last, head, "publishing the log to JetStream");
+    // Only once the new epoch is announced: followers of an older one switch to it.
+    if let Err(error) = retire_old_epochs(&js, options, &name).await {
+        warn!(%error, "could not delete the streams of older epochs; they age out");
+    }
     state.jetstream.session_started(last);
 
     let mut position = last;
@@ -241,6 +246,35 @@ async fn session(
         state.jetstream.published(position);
         tail.hold_from(position);
     }
+}
+
+/// Delete the notice streams of older epochs beyond `keep_epochs` (the current stream
+/// counts as one), newest kept first. Returns the names deleted.
+async fn retire_old_epochs(
+    js: &jetstream::Context,
+    options: &NatsOptions,
+    current: &str,
+) -> Result<Vec<String>, PublishError> {
+    // Prefixes have no `_`, so this matches this prefix's epoch streams only.
+    let family = stream_name(&options.prefix, "");
+    let mut older = Vec::new();
+    let mut streams = js.streams();
+    while let Some(info) = streams.try_next().await.map_err(nats)? {
+        if info.config.name.starts_with(&family) && info.config.name != current {
+            older.push((info.created, info.config.name));
+        }
+    }
+    older.sort_unstable_by(|a, b| b.cmp(a));
+    let retired: Vec<String> = older
+        .into_iter()
+        .skip(options.keep_epochs.saturating_sub(1))
+        .map(|(_, name)| name)
+        .collect();
+    for name in &retired {
+        js.delete_stream(name).await.map_err(nats)?;
+        info!(stream = %name, "deleted the stream of an older epoch");
+    }
+    Ok(retired)
 }
 
 /// Publish `entries` (continuing `position`) pipelined, then await every acknowledgement
