@@ -49,6 +49,8 @@ pub(crate) struct Options {
     /// After a cache miss, wait this long for the warmer and look once more before
     /// asking the master (zero: ask the master at once).
     pub cache_grace: Duration,
+    /// Longest a memcached request may take before the lot is asked of the master.
+    pub cache_timeout: Duration,
     /// Ask for notices that carry their lot (`?lots=inline`), so no fetch is needed.
     pub inline_lots: bool,
     /// Told of every notice, resync and heartbeat (a terminal server's relay).
@@ -80,6 +82,7 @@ impl Default for Options {
             root_certificates: Vec::new(),
             memcached: Vec::new(),
             cache_grace: Duration::from_millis(3),
+            cache_timeout: crate::cache::Cache::DEFAULT_TIMEOUT,
             inline_lots: false,
             observer: None,
             #[cfg(feature = "jetstream")]
@@ -112,6 +115,7 @@ impl fmt::Debug for Options {
             .field("root_certificates", &self.root_certificates.len())
             .field("memcached", &self.memcached)
             .field("cache_grace", &self.cache_grace)
+            .field("cache_timeout", &self.cache_timeout)
             .field("inline_lots", &self.inline_lots)
             .field("observer", &self.observer.is_some());
         #[cfg(feature = "jetstream")]
@@ -335,6 +339,21 @@ impl ClientBuilder {
         self
     }
 
+    /// How long a memcached request may take before the lot is asked of the master
+    /// instead (default 250 ms, at most 60 s). A memcached server that times out is
+    /// skipped for 2 s.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = lotsync::Client::builder("http://127.0.0.1:8080")
+    ///     .memcached(["127.0.0.1:11211"])
+    ///     .cache_timeout(Duration::from_millis(50));
+    /// ```
+    pub fn cache_timeout(mut self, timeout: Duration) -> Self {
+        self.options.cache_timeout = timeout;
+        self
+    }
+
     /// Ask for notices that carry their lot (the notice stream's `lots=inline`
     /// option): each change arrives with the lot itself and needs no fetch. Off by
     /// default: a master then reads the lot for every notice on every stream, which
@@ -474,15 +493,24 @@ impl ClientBuilder {
                 reason: "at most 1 s".into(),
             });
         }
+        if options.cache_timeout.is_zero() || options.cache_timeout > Duration::from_secs(60) {
+            return Err(BuildError::InvalidOption {
+                option: "cache_timeout",
+                reason: "between 1 ms and 60 s".into(),
+            });
+        }
         let cache = if options.memcached.is_empty() {
             None
         } else {
             Some(
-                crate::cache::Cache::new(options.memcached.clone()).map_err(|e| {
-                    BuildError::InvalidOption {
-                        option: "memcached",
-                        reason: e.to_string(),
-                    }
+                crate::cache::Cache::with_timeouts(
+                    options.memcached.clone(),
+                    options.cache_timeout,
+                    crate::cache::Cache::DEFAULT_COOLDOWN,
+                )
+                .map_err(|e| BuildError::InvalidOption {
+                    option: "memcached",
+                    reason: e.to_string(),
                 })?,
             )
         };
@@ -543,6 +571,37 @@ mod tests {
         ] {
             assert!(validate_url(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn cache_settings_out_of_range_are_refused_by_name() {
+        let builder = || ClientBuilder::new("http://127.0.0.1:1").memcached(["127.0.0.1:11211"]);
+        for (bad, name) in [
+            (builder().cache_timeout(Duration::ZERO), "cache_timeout"),
+            (
+                builder().cache_timeout(Duration::from_secs(61)),
+                "cache_timeout",
+            ),
+            (builder().cache_grace(Duration::from_secs(2)), "cache_grace"),
+            (
+                ClientBuilder::new("http://127.0.0.1:1").memcached(["no-port"]),
+                "memcached",
+            ),
+        ] {
+            match bad.build() {
+                Err(BuildError::InvalidOption { option, .. }) => assert_eq!(option, name),
+                Err(other) => panic!("{name}: {other}"),
+                Ok(client) => {
+                    client.shutdown().await;
+                    panic!("{name}: accepted");
+                }
+            }
+        }
+        let client = builder()
+            .cache_timeout(Duration::from_secs(60))
+            .build()
+            .expect("60 s is allowed");
+        client.shutdown().await;
     }
 
     #[test]

@@ -85,6 +85,11 @@ struct Inner {
 }
 
 impl Cache {
+    /// The request timeout of [`Cache::new`].
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
+    /// How long [`Cache::new`] skips a server that failed.
+    pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(2);
+
     /// A cache over these servers (`HOST:PORT` each), with a 250 ms request timeout and
     /// a failed server skipped for 2 s.
     ///
@@ -98,11 +103,7 @@ impl Cache {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Cache::with_timeouts(
-            addresses,
-            Duration::from_millis(250),
-            Duration::from_secs(2),
-        )
+        Cache::with_timeouts(addresses, Cache::DEFAULT_TIMEOUT, Cache::DEFAULT_COOLDOWN)
     }
 
     /// Like [`Cache::new`] with explicit request timeout and down-server cooldown.
