@@ -118,6 +118,25 @@ pub fn spawn_test_child(test: &str, env: &[(&str, &str)]) -> (std::process::Chil
     (child, url)
 }
 
+/// In a child started by [`spawn_test_child`]: bind `listen` and tell the parent where
+/// it listens (the `listening on URL` line it waits for). Panics if the address cannot
+/// be bound: the child then ends and the parent's wait fails with it.
+pub async fn child_listener(listen: &str) -> tokio::net::TcpListener {
+    use std::io::Write;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .unwrap_or_else(|e| panic!("cannot bind {listen}: {e}"));
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "listening on http://{}",
+        listener.local_addr().expect("a bound address")
+    )
+    .and_then(|()| out.flush())
+    .expect("the parent reads stdout");
+    listener
+}
+
 /// A terminal server running in-process on a free port of 127.0.0.1.
 pub struct RunningTerminalServer {
     /// The server (its client, position).

@@ -15,7 +15,6 @@
 //! settings in environment variables: no guessing where cargo put another binary.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
 use std::process::{Child, Command};
 use std::time::Duration;
 
@@ -48,18 +47,7 @@ fn master_child() {
         // The parent reaped the killed master before starting this one, so its sockets
         // are closed; tokio sets SO_REUSEADDR, so connections still in TIME_WAIT on the
         // port do not stop the bind. The port is free now: no retry.
-        let listener = tokio::net::TcpListener::bind(&listen)
-            .await
-            .unwrap_or_else(|e| panic!("cannot bind {listen}: {e}"));
-        let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "listening on http://{}",
-            listener.local_addr().unwrap()
-        )
-        .unwrap();
-        out.flush().unwrap();
-        drop(out);
+        let listener = lotsync_tests::child_listener(&listen).await;
         let config = mock_master::MasterConfig {
             storage: mock_master::Storage::Dir(dir.into()),
             admin_token: ADMIN.into(),

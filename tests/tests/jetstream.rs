@@ -20,7 +20,6 @@
 //!
 //! Each waits on conditions with timeouts that only catch a hang.
 
-use std::io::Write;
 use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,18 +51,7 @@ fn master_child() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&listen)
-            .await
-            .unwrap_or_else(|e| panic!("cannot bind {listen}: {e}"));
-        let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "listening on http://{}",
-            listener.local_addr().unwrap()
-        )
-        .unwrap();
-        out.flush().unwrap();
-        drop(out);
+        let listener = lotsync_tests::child_listener(&listen).await;
         let config = mock_master::MasterConfig {
             storage: mock_master::Storage::Dir(dir.into()),
             admin_token: ADMIN.into(),

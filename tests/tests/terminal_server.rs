@@ -4,7 +4,6 @@
 //! by its clients; bids through it are placed once; ten clients behind it cost the
 //! master the fetches of one.
 
-use std::io::Write;
 use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -162,18 +161,7 @@ fn terminal_server_child() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&listen)
-            .await
-            .unwrap_or_else(|e| panic!("cannot bind {listen}: {e}"));
-        let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "listening on http://{}",
-            listener.local_addr().unwrap()
-        )
-        .unwrap();
-        out.flush().unwrap();
-        drop(out);
+        let listener = lotsync_tests::child_listener(&listen).await;
         let relay = start_terminal_server_on(listener, &upstream, &token, |b| b).unwrap();
         std::future::pending::<()>().await;
         drop(relay);
