@@ -152,7 +152,7 @@ impl NatsNode {
     fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     /// SIGKILL the process and reap it.
@@ -195,6 +195,21 @@ pub struct Nats {
     /// The servers, in start order.
     pub nodes: Vec<NatsNode>,
     _dir: tempfile::TempDir,
+}
+
+impl Drop for Nats {
+    /// When a test fails, its servers' logs are part of what it prints.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for node in &self.nodes {
+                eprintln!(
+                    "--- the log of nats-server {} ends:\n{}",
+                    node.name,
+                    node.log_tail()
+                );
+            }
+        }
+    }
 }
 
 impl Nats {
