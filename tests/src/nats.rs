@@ -60,10 +60,16 @@ impl NatsNode {
         if self.child.is_some() {
             return Ok(());
         }
+        // A Go panic goes to stderr, not to the log: keep it beside the log.
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log.with_extension("stderr"))
+            .context("the nats-server stderr file")?;
         let child = Command::new("nats-server")
             .args(&self.args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .context("cannot start nats-server (is it installed and on PATH?)")?;
         self.child = Some(child);
@@ -148,11 +154,18 @@ impl NatsNode {
         Ok(true)
     }
 
-    /// The last lines of the server's log.
+    /// The last lines of the server's log, then of its stderr (a panic).
     fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        let tail = |path: &Path, n: usize| {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        };
+        format!(
+            "{}\n--- stderr:\n{}",
+            tail(&self.log, 40),
+            tail(&self.log.with_extension("stderr"), 40)
+        )
     }
 
     /// SIGKILL the process and reap it.

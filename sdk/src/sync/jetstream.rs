@@ -86,8 +86,12 @@ impl SyncTask {
             .get_stream_no_info(epoch_stream(prefix))
             .await
             .map_err(|e| format!("epoch marker stream: {e}"))?;
+        // A direct get, answered by the stream itself once it exists. Not the
+        // `STREAM.MSG.GET` API: nats-server 2.9 (Debian's) dereferences a nil stream and
+        // exits when that request meets a stream the master is still creating, which is
+        // what a follower started with its master asks first.
         let message = markers
-            .get_last_raw_message_by_subject(&epoch_subject(prefix))
+            .direct_get_last_for_subject(epoch_subject(prefix))
             .await
             .map_err(|e| format!("epoch marker: {e}"))?;
         self.parse_marker(&message.payload)
