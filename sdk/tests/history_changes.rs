@@ -40,26 +40,32 @@ fn stream() -> wiremock::MockBuilder {
     Mock::given(method("GET")).and(path("/v1/notices"))
 }
 
-#[tokio::test]
-async fn a_fetch_in_flight_across_an_epoch_change_never_shows_the_old_lot() {
-    let server = MockServer::start().await;
-    // History e1 first, then the master comes back as e2 (an in-memory restart).
+/// History e1 (lot `a` at version 1, then a notice of version 2 on the one e1 stream),
+/// and the snapshot of e2 (lot `a` at version 1 again) for every later snapshot.
+async fn e1_then_e2_snapshots_and_e1_stream(server: &MockServer) {
     snapshot()
         .respond_with(lots_in("e1", 1, vec![lot("a", 1, 100)]))
         .up_to_n_times(1)
         .with_priority(1)
-        .mount(&server)
+        .mount(server)
         .await;
     snapshot()
         .respond_with(lots_in("e2", 1, vec![lot("a", 1, 5)]))
-        .mount(&server)
+        .mount(server)
         .await;
     stream()
         .respond_with(sse(&[hello_in("e1", 2), notice(2, "a")]))
         .up_to_n_times(1)
         .with_priority(1)
-        .mount(&server)
+        .mount(server)
         .await;
+}
+
+#[tokio::test]
+async fn a_fetch_in_flight_across_an_epoch_change_never_shows_the_old_lot() {
+    let server = MockServer::start().await;
+    // History e1 first, then the master comes back as e2 (an in-memory restart).
+    e1_then_e2_snapshots_and_e1_stream(&server).await;
     stream()
         .respond_with(sse(&[hello_in("e2", 1)]))
         .mount(&server)
@@ -138,22 +144,7 @@ async fn held_memcached(
 #[tokio::test]
 async fn a_memcached_read_in_flight_across_an_epoch_change_never_shows_the_old_lot() {
     let server = MockServer::start().await;
-    snapshot()
-        .respond_with(lots_in("e1", 1, vec![lot("a", 1, 100)]))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    snapshot()
-        .respond_with(lots_in("e2", 1, vec![lot("a", 1, 5)]))
-        .mount(&server)
-        .await;
-    stream()
-        .respond_with(sse(&[hello_in("e1", 2), notice(2, "a")]))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
+    e1_then_e2_snapshots_and_e1_stream(&server).await;
     // Until the test lets the master come back as e2, reconnects are turned away.
     stream()
         .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "0"))
